@@ -1,0 +1,39 @@
+# The two commands: `make run` (execute the notebooks in order) and `make test` (the whole test suite).
+# Both create .venv and install the project on first use, so a fresh clone needs nothing else.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := 01_data
+FAST ?= 0
+PAPERMILL_FLAGS := $(if $(filter 1 true True,$(FAST)),-p fast True,)
+
+.PHONY: run test venv clean help
+
+help:
+	@echo "make run    execute notebooks/ in order with papermill (FAST=1 for the quick CI-sized run)"
+	@echo "make test   run the test suite (unit, property-based, notebooks through papermill and nbval)"
+	@echo "make clean  remove generated data, caches and the virtual environment"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mammo .venv)" >/dev/null
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	@mkdir -p figures
+	@set -e; for nb in $(NOTEBOOKS); do \
+	  echo "== notebooks/$$nb.ipynb"; \
+	  $(BIN)/papermill --cwd notebooks -k python3 $(PAPERMILL_FLAGS) notebooks/$$nb.ipynb notebooks/$$nb.ipynb; \
+	done
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf data/synthetic data/synthetic_fast data/cache .pytest_cache .hypothesis $(VENV)

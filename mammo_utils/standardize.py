@@ -1,0 +1,400 @@
+"""Standardize a mammogram: breast mask, label removal, crop, canonical flip, resize and pad.
+
+The breast is segmented on a downsampled copy (long side about ``working_size`` pixels) so that a
+4.7k x 2.6k film scan is standardized in a few tens of milliseconds:
+
+1. block-mean downsample, Gaussian smoothing, Li threshold (robust to a large black background);
+2. strip scanner frames: a thin band along every edge, deepened to the innermost nearly-full bright
+   line within ``_FRAME_MAX_FRAC`` of that edge (the bright film-holder borders of CBIS-DDSM scans);
+3. the breast is the largest component that reaches the left or right edge (the chest wall), after a
+   small opening; thin edge strips and small nearly-rectangular stickers are rejected; holes are filled
+   and the mask is extended back through the stripped bands where it reached them;
+4. everything outside the slightly dilated breast mask is set to 0, which blanks burned-in labels,
+   markers and frames; bright components outside the breast are counted as ``labels_removed``;
+5. the chest wall side (where the mask touches the edge, else its centre of mass) is put on the LEFT;
+6. the full-resolution image is cropped to the mask's bounding box, decimated by an integer block
+   mean, resized with anti-aliasing (aspect preserved) and padded with 0: content left-aligned (chest
+   wall at the left edge) and vertically centred;
+7. with ``normalize=True`` (default) intensities are divided by the 99.9th percentile of the breast
+   pixels and clipped to [0, 1] (a linear, deterministic gain; the background stays 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_li
+from skimage.transform import resize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mammo_utils.io import Mammogram
+
+__all__ = ["Standardized", "breast_mask", "standardize"]
+
+_FRAME_BASE_FRAC = 0.01  # band always stripped along each edge (fraction of that dimension)
+_FRAME_MAX_FRAC = 0.08  # deepest frame searched for (fraction of that dimension)
+_FRAME_LINE_FRAC = 0.6  # a row/column at least this bright-filled is a frame line
+_MIN_BREAST_FRAC = 0.005  # smallest breast component (fraction of the image)
+_MIN_LABEL_FRAC = 2e-4  # smallest bright blob counted as a removed label
+_LOW_FRAC = 0.1  # hysteresis: low threshold = background + this fraction of (threshold - background)
+_GROW_FRAC = 0.06  # hysteresis growth limit (fraction of the long side)
+
+
+@dataclass(frozen=True)
+class Standardized:
+    """Result of :func:`standardize`.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        float32 ``size`` array in [0, 1], breast on the LEFT (chest wall at the left edge), padded with 0.
+    crop_box : tuple of int
+        ``(top, left, bottom, right)`` in ORIGINAL (unflipped) pixel coordinates, bottom/right exclusive.
+    flipped : bool
+        True if the image was mirrored left-right to put the breast on the left.
+    scale : float
+        Resize factor applied to the crop (output pixels per original pixel).
+    labels_removed : int
+        Number of bright components outside the breast that were blanked (scanner frames not counted).
+    mask : np.ndarray
+        bool breast mask at the working (downsampled) resolution, after the flip.
+    found_breast : bool
+        False if no breast was found (blank, constant or unreadable content): then the whole image is
+        used, nothing is blanked and ``mask`` is all False.
+    content_shape : tuple of int
+        ``(height, width)`` of the resized crop inside ``image`` (the rest is padding).
+    """
+
+    image: np.ndarray
+    crop_box: tuple[int, int, int, int]
+    flipped: bool
+    scale: float
+    labels_removed: int
+    mask: np.ndarray
+    found_breast: bool
+    content_shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Segmentation:
+    factor: int  # block size of the working grid
+    working: np.ndarray  # block-mean image
+    mask: np.ndarray  # breast mask (working grid)
+    keep: np.ndarray  # dilated mask: pixels kept in the output
+    found: bool
+    labels: int
+    breast_left: bool  # chest wall on the left edge of the input
+
+
+def _as_float01(image: np.ndarray | Mammogram) -> np.ndarray:
+    """2-D float32 view/copy of ``image`` in [0, 1] (integers by dtype range, other floats min-max)."""
+    arr = np.asarray(getattr(image, "pixels", image))
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].astype(np.float32).mean(axis=-1) / (
+            np.iinfo(arr.dtype).max if np.issubdtype(arr.dtype, np.unsignedinteger) else 1.0
+        )
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"expected a non-empty 2-D grey image, got an array of shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    arr = arr.astype(np.float32, copy=False)
+    lo, hi = arr.min(), arr.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = arr.min(), arr.max()
+    if lo >= 0 and hi <= 1:
+        return arr
+    span = float(hi) - float(lo)
+    if not span > 0:
+        return np.zeros_like(arr)
+    return ((arr.astype(np.float64) - float(lo)) / span).astype(np.float32)
+
+
+def _block_mean(arr: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """Mean over ``fy`` x ``fx`` blocks; trailing rows/columns that do not fill a block are dropped."""
+    h, w = arr.shape[0] // fy, arr.shape[1] // fx
+    if fy == 1 and fx == 1:
+        return np.array(arr, dtype=np.float32)
+    out = arr[: h * fy, : w * fx].reshape(h, fy, w * fx).sum(axis=1, dtype=np.float32)
+    return out.reshape(h, w, fx).sum(axis=2) / np.float32(fy * fx)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions that do not touch the image border (faster than iterative filling)."""
+    lab, n = ndi.label(~mask)
+    if n == 0:
+        return mask
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    return mask | ~np.isin(lab, edge)
+
+
+def _strip_depth(fractions: np.ndarray, n: int) -> int:
+    """Lines to strip from one edge: a base band, or down to the deepest nearly-full line near it."""
+    base = max(1, int(round(_FRAME_BASE_FRAC * n)))
+    cap = min(len(fractions) // 3, max(base, int(round(_FRAME_MAX_FRAC * n))))
+    full = np.flatnonzero(fractions[:cap] >= _FRAME_LINE_FRAC)
+    return max(base if n >= 32 else 0, int(full[-1]) + 1 if full.size else 0)
+
+
+def _threshold(smooth: np.ndarray) -> float | None:
+    """Li threshold, or None if the image has no dark background to separate from."""
+    lo, hi = float(smooth.min()), float(smooth.max())
+    if hi - lo < 1e-3:
+        return None
+    try:
+        t = float(threshold_li(smooth))
+    except (ValueError, RuntimeError):  # pragma: no cover - degenerate histograms
+        t = lo + 0.5 * (hi - lo)
+    t = min(max(t, lo + 0.02 * (hi - lo)), lo + 0.9 * (hi - lo))
+    return t
+
+
+def _select(fg: np.ndarray, bands: tuple[int, int, int, int]) -> np.ndarray | None:
+    """The breast component of ``fg`` (stripped grid), or None."""
+    h, w = fg.shape
+    top, bottom, left, right = bands
+    lab, n = ndi.label(fg)
+    if n == 0:
+        return None
+    areas = np.bincount(lab.ravel())
+    best, best_key = 0, (-1, -1)
+    min_area = max(4, _MIN_BREAST_FRAC * h * w)
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        area = int(areas[i])
+        if area < min_area:
+            continue
+        bh, bw = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        if min(bh, bw) < max(2, 0.03 * min(h, w)):
+            continue  # thin strip (frame remnant, ruler)
+        if area / (bh * bw) > 0.95 and bh * bw < 0.25 * h * w:
+            continue  # small solid rectangle: sticker or marker
+        touches = sl[1].start <= left or sl[1].stop >= w - right
+        key = (int(touches), area)
+        if key > best_key:
+            best, best_key = i, key
+    return lab == best if best else None
+
+
+def _extend(mask: np.ndarray, bands: tuple[int, int, int, int], row_frac: np.ndarray) -> np.ndarray:
+    """Extend the mask back through stripped edge bands, along rows/columns where it reached them.
+
+    Left/right (chest wall) bands are filled up to the edge; top/bottom bands only up to the first
+    frame line (a nearly-full bright row), so that film-holder borders stay out of the breast.
+    """
+    h, w = mask.shape
+    top, bottom, left, right = bands
+    out = mask.copy()
+    if left and left < w:
+        out[mask[:, left], :left] = True
+    if right and w - right - 1 >= 0:
+        out[mask[:, w - right - 1], w - right :] = True
+    frame = row_frac >= _FRAME_LINE_FRAC
+    if top and top < h:
+        stop = max((r + 1 for r in range(top) if frame[r]), default=0)
+        out[stop:top, out[top, :]] = True
+    if bottom and h - bottom - 1 >= 0:
+        stop = min((r for r in range(h - bottom, h) if frame[r]), default=h)
+        out[h - bottom : stop, out[h - bottom - 1, :]] = True
+    return out
+
+
+def _segment(img: np.ndarray, working_size: int, threshold: float | None, margin: float,
+             laterality: str | None) -> _Segmentation:
+    """Breast mask, kept region, label count and chest-wall side on the working grid."""
+    big, small = max(img.shape), min(img.shape)
+    f = max(1, min(int(np.ceil(big / max(8, working_size))), small))
+    work = _block_mean(img, f, f)
+    h, w = work.shape
+    smooth = ndi.gaussian_filter(work, 1.0) if min(h, w) >= 8 else work
+    t = _threshold(smooth) if threshold is None else float(threshold)
+    empty = np.zeros((h, w), dtype=bool)
+    full = np.ones((h, w), dtype=bool)
+    if t is None:
+        return _Segmentation(f, work, empty, full, False, 0, _side_hint(work, full, laterality))
+    raw = smooth > t
+    if raw.all() or not raw.any():
+        return _Segmentation(f, work, empty, full, False, 0, _side_hint(work, full, laterality))
+    dark, bright = float(np.median(smooth[~raw])), float(np.median(smooth[raw]))
+    if raw.mean() > 0.98 or (threshold is None and dark > 0.5 * bright):
+        # no dark background: the breast fills the frame
+        return _Segmentation(f, work, full, full, True, 0, _side_hint(work, full, laterality))
+    bands = (
+        _strip_depth(raw.mean(axis=1), h),
+        _strip_depth(raw.mean(axis=1)[::-1], h),
+        _strip_depth(raw.mean(axis=0), w),
+        _strip_depth(raw.mean(axis=0)[::-1], w),
+    )
+    fg = raw.copy()
+    fg[: bands[0]], fg[h - bands[1] :], fg[:, : bands[2]], fg[:, w - bands[3] :] = False, False, False, False
+    if min(h, w) >= 32:
+        fg = ndi.binary_opening(fg, structure=ndi.generate_binary_structure(2, 1), iterations=2)
+    comp = _select(fg, bands)
+    if comp is None:
+        return _Segmentation(f, work, empty, full, False, 0, _side_hint(work, full, laterality))
+    # hysteresis: grow the breast into its faint periphery (skin line, nipple) at a lower threshold
+    bg = smooth[~raw]
+    noise = 1.4826 * float(np.median(np.abs(bg - dark)))
+    low = smooth > max(dark + _LOW_FRAC * (t - dark), dark + 5.0 * noise)
+    low[: bands[0]], low[h - bands[1] :], low[:, : bands[2]], low[:, w - bands[3] :] = False, False, False, False
+    near = ndi.distance_transform_cdt(~comp, metric="chessboard") <= _GROW_FRAC * max(h, w)
+    grown, _ = ndi.label((low & near) | comp)
+    comp = np.isin(grown, np.unique(grown[comp]))
+    mask = _fill_holes(_extend(_fill_holes(comp), bands, raw.mean(axis=1)))
+    r = max(1, int(round(margin * max(h, w))))
+    keep = ndi.distance_transform_cdt(~mask, metric="taxicab") <= r
+    inner = np.zeros_like(mask)
+    inner[bands[0] : h - bands[1], bands[2] : w - bands[3]] = True
+    keep &= mask | inner  # the margin does not reach into stripped frame bands
+    lab, n = ndi.label(fg & ~keep)
+    labels = 0
+    if n:
+        areas = np.bincount(lab.ravel())[1:]
+        labels = int(np.count_nonzero(areas >= max(4, _MIN_LABEL_FRAC * h * w)))
+    contact_l = int(np.count_nonzero(mask[:, 0]))
+    contact_r = int(np.count_nonzero(mask[:, -1]))
+    if max(contact_l, contact_r) > 0 and abs(contact_l - contact_r) > 0.1 * max(contact_l, contact_r):
+        left_side = contact_l > contact_r
+    else:
+        left_side = _side_hint(work, mask, laterality)
+    return _Segmentation(f, work, mask, keep, True, labels, left_side)
+
+
+def _side_hint(work: np.ndarray, region: np.ndarray, laterality: str | None) -> bool:
+    """True if the chest wall is on the left: intensity-weighted centre of ``region``, then laterality."""
+    weights = (work * region).sum(axis=0, dtype=np.float64)
+    total = weights.sum()
+    w = work.shape[1]
+    if total > 0 and w > 1:
+        cx = float((weights * np.arange(w)).sum() / total) / (w - 1)
+        if abs(cx - 0.5) > 0.01:
+            return cx < 0.5
+    return not (laterality or "").upper().startswith("R")
+
+
+def breast_mask(image: np.ndarray | Mammogram, *, working_size: int = 512,
+                threshold: float | None = None) -> np.ndarray:
+    """Boolean breast mask at the image's own resolution.
+
+    Parameters
+    ----------
+    image : np.ndarray or Mammogram
+        2-D grey image (uint: scaled by dtype range; float: [0, 1] or min-max scaled) or a ``Mammogram``.
+    working_size : int
+        Long side of the downsampled copy the mask is computed on.
+    threshold : float, optional
+        Fixed threshold in [0, 1] instead of the automatic (Li) one.
+
+    Returns
+    -------
+    np.ndarray
+        bool array of the input's shape; all False if no breast was found.
+    """
+    img = _as_float01(image)
+    seg = _segment(img, working_size, threshold, 0.0, None)
+    rows = np.minimum(np.arange(img.shape[0]) // seg.factor, seg.mask.shape[0] - 1)
+    cols = np.minimum(np.arange(img.shape[1]) // seg.factor, seg.mask.shape[1] - 1)
+    return seg.mask[np.ix_(rows, cols)]
+
+
+def _box(seg: _Segmentation, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Bounding box of the kept region in original pixel coordinates."""
+    H, W = shape
+    if not seg.found:
+        return 0, 0, H, W
+    h, w = seg.keep.shape
+    rows, cols = np.flatnonzero(seg.keep.any(axis=1)), np.flatnonzero(seg.keep.any(axis=0))
+    f = seg.factor
+    top, left = int(rows[0]) * f, int(cols[0]) * f
+    bottom = H if rows[-1] == h - 1 else min(H, (int(rows[-1]) + 1) * f)
+    right = W if cols[-1] == w - 1 else min(W, (int(cols[-1]) + 1) * f)
+    return top, left, bottom, right
+
+
+def _resize_crop(crop: np.ndarray, out_shape: tuple[int, int], trim_left: bool) -> np.ndarray:
+    """Integer block-mean decimation to about twice ``out_shape``, then anti-aliased resize."""
+    bh, bw = crop.shape
+    ch, cw = out_shape
+    k = max(1, int(min(bh / (2 * ch), bw / (2 * cw))))
+    if k > 1:
+        rw = bw - (bw // k) * k
+        crop = crop[: (bh // k) * k, rw:] if trim_left else crop[: (bh // k) * k, : bw - rw]
+        crop = _block_mean(crop, k, k)
+    if crop.shape == (ch, cw):
+        return np.asarray(crop, dtype=np.float32)
+    down = crop.shape[0] > ch or crop.shape[1] > cw
+    out = resize(crop, (ch, cw), order=1, mode="edge", anti_aliasing=down, preserve_range=True)
+    return out.astype(np.float32, copy=False)
+
+
+def standardize(image: np.ndarray | Mammogram, size: tuple[int, int] = (224, 224), *,
+                working_size: int = 512, margin: float = 0.01, normalize: bool = True,
+                laterality: str | None = None, threshold: float | None = None) -> Standardized:
+    """Crop to the breast, blank labels, flip the breast to the left, resize and pad to ``size``.
+
+    Parameters
+    ----------
+    image : np.ndarray or Mammogram
+        2-D grey image (uint: scaled by dtype range; float: [0, 1] or min-max scaled; RGB(A) averaged)
+        or a ``Mammogram`` (its ``pixels``; its ``laterality`` is used as a tie-breaker hint only).
+    size : tuple of int
+        Output ``(height, width)``.
+    working_size : int
+        Long side of the downsampled copy used for segmentation.
+    margin : float
+        Margin kept around the breast mask, as a fraction of the long side.
+    normalize : bool
+        Divide by the 99.9th percentile of the breast pixels, then clip to [0, 1] (only if a breast
+        was found). With False the input intensities are kept.
+    laterality : str, optional
+        "L"/"R" hint, used only when the image itself does not show the chest-wall side.
+    threshold : float, optional
+        Fixed segmentation threshold in [0, 1] instead of the automatic one.
+
+    Returns
+    -------
+    Standardized
+        The image and what was done to it.
+    """
+    th, tw = int(size[0]), int(size[1])
+    if th < 1 or tw < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    if laterality is None:
+        laterality = getattr(image, "laterality", None)
+    img = _as_float01(image)
+    seg = _segment(img, working_size, threshold, margin, laterality)
+    flipped = not seg.breast_left
+    top, left, bottom, right = _box(seg, img.shape)
+    bh, bw = bottom - top, right - left
+    scale = min(th / bh, tw / bw)
+    ch, cw = min(th, max(1, round(bh * scale))), min(tw, max(1, round(bw * scale)))
+    content = _resize_crop(img[top:bottom, left:right], (ch, cw), trim_left=flipped)
+    h, w = seg.keep.shape
+    rows = np.minimum((top + (np.arange(ch) + 0.5) * bh / ch).astype(int) // seg.factor, h - 1)
+    cols = np.minimum((left + (np.arange(cw) + 0.5) * bw / cw).astype(int) // seg.factor, w - 1)
+    keep = seg.keep[np.ix_(rows, cols)]
+    content = np.where(keep, content, np.float32(0))
+    if flipped:
+        content, keep = content[:, ::-1], keep[:, ::-1]
+    if normalize and seg.found and keep.any():
+        ref = float(np.percentile(content[keep], 99.9))
+        if ref > 1e-6:
+            content = content / np.float32(ref)
+    out = np.zeros((th, tw), dtype=np.float32)
+    y0 = (th - ch) // 2
+    out[y0 : y0 + ch, :cw] = np.clip(content, 0.0, 1.0)
+    mask = seg.mask[:, ::-1] if flipped else seg.mask
+    return Standardized(
+        image=out,
+        crop_box=(top, left, bottom, right),
+        flipped=flipped,
+        scale=float(scale),
+        labels_removed=seg.labels,
+        mask=np.ascontiguousarray(mask),
+        found_breast=seg.found,
+        content_shape=(ch, cw),
+    )

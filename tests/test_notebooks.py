@@ -1,0 +1,65 @@
+"""Every notebook runs top to bottom with papermill in fast mode and leaves its artefacts behind.
+
+The runs share one ``MAMMO_HOME`` (set in the root conftest), in notebook order, as ``make run`` would.
+The committed notebooks are also re-run by ``pytest --nbval-lax`` (see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+# figures each notebook must write to $MAMMO_HOME/figures
+EXPECTED_FIGURES = {
+    "01_data": [
+        "01_class_balance.png",
+        "01_images_by_density.png",
+        "01_intensity_histograms.png",
+        "01_standardization_sample.png",
+    ],
+}
+
+
+def _home() -> Path:
+    return Path(os.environ["MAMMO_HOME"])
+
+
+def test_notebooks_exist():
+    assert [nb.stem for nb in NOTEBOOKS][:1] == ["01_data"]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_fast_mode(notebook: Path, tmp_path: Path):
+    out = tmp_path / notebook.name
+    papermill.execute_notebook(
+        str(notebook), str(out), parameters={"fast": True, "seed": 42}, cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False,
+    )
+    executed = nbformat.read(out, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    for name in EXPECTED_FIGURES.get(notebook.stem, []):
+        figure = _home() / "figures" / name
+        assert figure.is_file() and figure.stat().st_size > 5_000, f"{notebook.stem} did not write {name}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_executed_small_and_parameterized(notebook: Path):
+    raw = notebook.read_text()
+    assert len(raw.encode()) < 2 * 1024 * 1024, "committed notebooks stay under 2 MB"
+    nb = json.loads(raw)
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), "commit notebooks executed (make run)"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
+    assert nb["cells"][0]["cell_type"] == "markdown" and nb["cells"][0]["source"].lstrip().startswith("#")
