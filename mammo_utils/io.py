@@ -70,6 +70,9 @@ MIN_SIDE: int = 64
 _PIL_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "PPM", "BMP", "GIF", "WEBP", "JPEG2000")
 _SUPPORTED = "DICOM, PNG, JPEG, TIFF, PGM, BMP"
 _EXIF_ORIENTATION = 0x0112
+_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+          (b"GIF8", "GIF"), (b"BM", "BMP"), (b"P2", "PGM"), (b"P5", "PGM"), (b"RIFF", "WebP"),
+          (b"\x00\x00\x00\x0cjP", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"))
 _LATERALITY_WORDS = {"L": "L", "LEFT": "L", "R": "R", "RIGHT": "R"}
 _VIEW_WORDS = {"CC": "CC", "XCC": "CC", "XCCL": "CC", "XCCM": "CC", "MLO": "MLO"}
 _TOKEN = re.compile(r"(LEFT|RIGHT|L|R)?(CC|XCCL|XCCM|XCC|MLO)?")
@@ -199,7 +202,9 @@ def read_mammogram(
             np.nan_to_num(pixels, copy=False, nan=0.0)
     except MammogramReadError:
         raise
-    except Exception as exc:  # any decoder failure means the file is damaged or unsupported
+    except BaseException as exc:  # any decoder failure means the file is damaged or unsupported
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit ... (a Rust decoder's PanicException is a BaseException)
         raise MammogramReadError(
             f"{label}: could not decode the image ({type(exc).__name__}: {exc}). The file is probably "
             "truncated or corrupt; re-export or re-download it."
@@ -248,7 +253,7 @@ def _is_dicom(data: bytes) -> bool:
     """DICOM Part 10 preamble, or a preamble-less dataset starting with a group 0002/0008 tag."""
     if data[128:132] == b"DICM":
         return True
-    return len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08") and data[3:4] == b"\x00"
+    return len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
 
 def check_dimensions(label: str, rows: int, columns: int, max_pixels: int, min_side: int) -> None:
@@ -273,6 +278,12 @@ def _decode_pillow(data: bytes, label: str, *, max_pixels: int, min_side: int) -
     try:
         image = Image.open(BytesIO(data), formats=formats)
     except UnidentifiedImageError as exc:
+        kind = next((name for magic, name in _MAGIC if data.startswith(magic)), None)
+        if kind:
+            raise MammogramReadError(
+                f"{label}: starts like a {kind} file but its header cannot be parsed; the file is corrupt or "
+                "truncated. Re-export or re-download it."
+            ) from exc
         raise MammogramReadError(
             f"{label}: not a recognised image format (supported: {_SUPPORTED}); it starts with "
             f"{data[:12]!r}. Check that this is the image file itself, not e.g. a web page or an archive."

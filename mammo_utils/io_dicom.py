@@ -63,6 +63,16 @@ def decode_dicom(data: bytes, label: str, *, max_pixels: int, min_side: int) -> 
     """Decode DICOM bytes into a :class:`~mammo_utils.io.Mammogram` (without the file name)."""
     ds = pydicom.dcmread(BytesIO(data), force=True)
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        if b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data:  # the (7FE0,0010) tag is there
+            raise MammogramReadError(
+                f"{label}: DICOM pixel data could not be read; the file is truncated or corrupt. "
+                "Re-export or re-download it."
+            )
+        if not any(keyword in ds for keyword in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID")):
+            raise MammogramReadError(
+                f"{label}: looks like DICOM but no readable header was found; the file is corrupt or not DICOM. "
+                "Check that this is the image file itself."
+            )
         sop = ds.get("SOPClassUID")
         kind = f" (SOP class: {UID(str(sop)).name})" if sop else ""
         raise MammogramReadError(
@@ -78,9 +88,19 @@ def decode_dicom(data: bytes, label: str, *, max_pixels: int, min_side: int) -> 
             "images are supported. Export one 2D view (e.g. the synthesized 2D image) and read that."
         )
     rows, columns = _as_int(ds.get("Rows") or 0), _as_int(ds.get("Columns") or 0)
+    if not rows or not columns:
+        raise MammogramReadError(
+            f"{label}: DICOM header lacks Rows/Columns (0028,0010/0011), so its pixel data cannot be "
+            "interpreted. The file is incomplete; re-export it."
+        )
     check_dimensions(label, rows, columns, max_pixels, min_side)
     plugin = _decoding_plugin(ds, label)
-    raw = pixel_array(ds, decoding_plugin=plugin)
+    try:
+        raw = pixel_array(ds, decoding_plugin=plugin)
+    except Exception:
+        if not plugin:
+            raise
+        raw = pixel_array(ds)  # the preferred plugin failed: let pydicom try every installed one
     photometric = _text(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
     bits_stored = _as_int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8 * raw.itemsize)
     bits_stored = min(max(bits_stored, 1), 8 * raw.itemsize)
@@ -136,11 +156,10 @@ def _decoding_plugin(ds: Dataset, label: str) -> str:
             "Convert the file to uncompressed DICOM (e.g. `gdcmconv --raw in.dcm out.dcm`) and read that."
         ) from exc
     if not decoder.is_available:
-        packages = _pip_hint(syntax)
         missing = "; ".join(decoder.missing_dependencies)
         raise MammogramReadError(
             f"{label}: no decoder is installed for DICOM transfer syntax '{syntax.name}' ({syntax}). "
-            f"Install one with `pip install {packages}` (pydicom reports: {missing})."
+            f"Install one with `pip install {_pip_hint(syntax)}`" + (f" (pydicom: {missing})." if missing else ".")
         )
     return "pylibjpeg" if "pylibjpeg" in decoder.available_plugins else ""
 
@@ -264,6 +283,8 @@ def _laterality_view(ds: Dataset) -> tuple[str | None, str | None]:
         if laterality and view:
             break
         text_laterality, text_view = laterality_view_from_text(_text(ds, keyword))
+        if keyword in ("PatientName", "PatientID") and not (text_laterality and text_view):
+            continue  # a lone "L"/"R" in a name is more likely an initial than a laterality
         laterality, view = laterality or text_laterality, view or text_view
     return laterality, view
 

@@ -7,8 +7,10 @@ The breast is segmented on a downsampled copy (long side about ``working_size`` 
 2. strip scanner frames: a thin band along every edge, deepened to the innermost nearly-full bright
    line within ``_FRAME_MAX_FRAC`` of that edge (the bright film-holder borders of CBIS-DDSM scans);
 3. the breast is the largest component that reaches the left or right edge (the chest wall), after a
-   small opening; thin edge strips and small nearly-rectangular stickers are rejected; holes are filled
-   and the mask is extended back through the stripped bands where it reached them;
+   small opening; thin edge strips and small nearly-rectangular stickers are rejected; it is grown
+   through faint pixels (hysteresis at a low threshold, limited to ``_GROW_FRAC`` of the long side) to
+   keep the skin line and nipple; holes are filled and the mask is extended back through the stripped
+   bands where it reached them (top/bottom only up to a frame line);
 4. everything outside the slightly dilated breast mask is set to 0, which blanks burned-in labels,
    markers and frames; bright components outside the breast are counted as ``labels_removed``;
 5. the chest wall side (where the mask touches the edge, else its centre of mass) is put on the LEFT;
@@ -58,7 +60,8 @@ class Standardized:
     scale : float
         Resize factor applied to the crop (output pixels per original pixel).
     labels_removed : int
-        Number of bright components outside the breast that were blanked (scanner frames not counted).
+        Number of bright components (labels, letters, markers) outside the breast that were blanked;
+        thin frame remnants along the edges are blanked but not counted.
     mask : np.ndarray
         bool breast mask at the working (downsampled) resolution, after the flip.
     found_breast : bool
@@ -157,7 +160,7 @@ def _threshold(smooth: np.ndarray) -> float | None:
 def _select(fg: np.ndarray, bands: tuple[int, int, int, int]) -> np.ndarray | None:
     """The breast component of ``fg`` (stripped grid), or None."""
     h, w = fg.shape
-    top, bottom, left, right = bands
+    left, right = bands[2], bands[3]
     lab, n = ndi.label(fg)
     if n == 0:
         return None
@@ -180,6 +183,14 @@ def _select(fg: np.ndarray, bands: tuple[int, int, int, int]) -> np.ndarray | No
     return lab == best if best else None
 
 
+def _runs(contact: np.ndarray) -> np.ndarray:
+    """Smooth a 1-D contact profile: close gaps and drop spikes shorter than ~1 % of its length."""
+    k = max(3, int(round(0.01 * contact.size)))
+    padded = np.pad(contact, k, mode="edge")
+    padded = ndi.binary_opening(ndi.binary_closing(padded, np.ones(k)), np.ones(k))
+    return padded[k:-k]
+
+
 def _extend(mask: np.ndarray, bands: tuple[int, int, int, int], row_frac: np.ndarray) -> np.ndarray:
     """Extend the mask back through stripped edge bands, along rows/columns where it reached them.
 
@@ -190,16 +201,16 @@ def _extend(mask: np.ndarray, bands: tuple[int, int, int, int], row_frac: np.nda
     top, bottom, left, right = bands
     out = mask.copy()
     if left and left < w:
-        out[mask[:, left], :left] = True
+        out[_runs(mask[:, left]), :left] = True
     if right and w - right - 1 >= 0:
-        out[mask[:, w - right - 1], w - right :] = True
+        out[_runs(mask[:, w - right - 1]), w - right :] = True
     frame = row_frac >= _FRAME_LINE_FRAC
     if top and top < h:
         stop = max((r + 1 for r in range(top) if frame[r]), default=0)
-        out[stop:top, out[top, :]] = True
+        out[stop:top, _runs(out[top, :])] = True
     if bottom and h - bottom - 1 >= 0:
         stop = min((r for r in range(h - bottom, h) if frame[r]), default=h)
-        out[h - bottom : stop, out[h - bottom - 1, :]] = True
+        out[h - bottom : stop, _runs(out[h - bottom - 1, :])] = True
     return out
 
 
@@ -229,10 +240,11 @@ def _segment(img: np.ndarray, working_size: int, threshold: float | None, margin
         _strip_depth(raw.mean(axis=0), w),
         _strip_depth(raw.mean(axis=0)[::-1], w),
     )
-    fg = raw.copy()
-    fg[: bands[0]], fg[h - bands[1] :], fg[:, : bands[2]], fg[:, w - bands[3] :] = False, False, False, False
-    if min(h, w) >= 32:
+    fg = raw
+    if min(h, w) >= 32:  # break thin bridges (before stripping, so that band edges do not erode corners)
         fg = ndi.binary_opening(fg, structure=ndi.generate_binary_structure(2, 1), iterations=2)
+    fg = fg.copy()
+    fg[: bands[0]], fg[h - bands[1] :], fg[:, : bands[2]], fg[:, w - bands[3] :] = False, False, False, False
     comp = _select(fg, bands)
     if comp is None:
         return _Segmentation(f, work, empty, full, False, 0, _side_hint(work, full, laterality))
@@ -242,7 +254,7 @@ def _segment(img: np.ndarray, working_size: int, threshold: float | None, margin
     low = smooth > max(dark + _LOW_FRAC * (t - dark), dark + 5.0 * noise)
     low[: bands[0]], low[h - bands[1] :], low[:, : bands[2]], low[:, w - bands[3] :] = False, False, False, False
     near = ndi.distance_transform_cdt(~comp, metric="chessboard") <= _GROW_FRAC * max(h, w)
-    grown, _ = ndi.label((low & near) | comp)
+    grown, _ = ndi.label((low & ~raw & near) | comp)  # only through faint pixels: labels stay out
     comp = np.isin(grown, np.unique(grown[comp]))
     mask = _fill_holes(_extend(_fill_holes(comp), bands, raw.mean(axis=1)))
     r = max(1, int(round(margin * max(h, w))))
@@ -250,11 +262,14 @@ def _segment(img: np.ndarray, working_size: int, threshold: float | None, margin
     inner = np.zeros_like(mask)
     inner[bands[0] : h - bands[1], bands[2] : w - bands[3]] = True
     keep &= mask | inner  # the margin does not reach into stripped frame bands
-    lab, n = ndi.label(fg & ~keep)
-    labels = 0
-    if n:
-        areas = np.bincount(lab.ravel())[1:]
-        labels = int(np.count_nonzero(areas >= max(4, _MIN_LABEL_FRAC * h * w)))
+    lab, _ = ndi.label(fg & ~keep)
+    areas = np.bincount(lab.ravel())
+    labels = sum(  # bright blobs off the breast; thin frame remnants along the edges are not counted
+        1
+        for i, sl in enumerate(ndi.find_objects(lab), start=1)
+        if areas[i] >= max(4, _MIN_LABEL_FRAC * h * w)
+        and min(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) >= max(2, 0.015 * min(h, w))
+    )
     contact_l = int(np.count_nonzero(mask[:, 0]))
     contact_r = int(np.count_nonzero(mask[:, -1]))
     if max(contact_l, contact_r) > 0 and abs(contact_l - contact_r) > 0.1 * max(contact_l, contact_r):

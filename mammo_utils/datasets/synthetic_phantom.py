@@ -6,10 +6,10 @@ mirror image, and the burned-in view label sits in the upper corner away from th
 carry a bright pectoral-muscle triangle in the upper chest-wall corner.
 
 BI-RADS density comes from the dense (fibroglandular) fraction of the breast area, pectoral muscle
-excluded: a < 25 %, b 25-50 %, c 50-75 %, d >= 75 %. Each phantom holds exactly one finding, benign
-(circumscribed mass, coarse calcifications) or malignant (spiculated or irregular mass, fine pleomorphic
-clustered calcifications), whose subtlety (1 = subtle ... 5 = obvious, as in DDSM) depends on its contrast,
-size and how much dense tissue hides it.
+excluded: a < 25 %, b 25-50 %, c 50-75 %, d >= 75 % (half-open intervals). Each phantom holds exactly one
+finding, benign (circumscribed mass, coarse calcifications) or malignant (spiculated or irregular mass, fine
+pleomorphic clustered calcifications). Its subtlety (1 = subtle ... 5 = obvious, as in DDSM) is measured as the
+contrast-to-noise ratio of the finding in the displayed image, so findings hidden in dense tissue rate low.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from scipy import ndimage as ndi
 from scipy.special import expit
 
 IMAGE_SHAPE: tuple[int, int] = (512, 416)
-DENSITY_BOUNDS: dict[int, tuple[float, float]] = {1: (0.0, 0.25), 2: (0.25, 0.5), 3: (0.5, 0.75), 4: (0.75, 1.0)}
 SAMPLE_RANGE: dict[int, tuple[float, float]] = {1: (0.04, 0.25), 2: (0.25, 0.5), 3: (0.5, 0.75), 4: (0.75, 0.96)}
 BENIGN_FINDINGS: tuple[str, ...] = ("circumscribed_mass", "coarse_calcifications")
 MALIGNANT_FINDINGS: tuple[str, ...] = ("spiculated_mass", "irregular_mass", "fine_pleomorphic_calcifications")
@@ -59,7 +58,7 @@ def sample_finding(rng: np.random.Generator, malignant: bool) -> dict[str, Any]:
     else:
         kind = str(rng.choice(BENIGN_FINDINGS, p=[0.6, 0.4]))
     if kind.endswith("mass"):
-        radius = rng.uniform(7.0, 16.0) if kind == "spiculated_mass" else rng.uniform(9.0, 22.0)
+        radius = rng.uniform(9.0, 18.0) if kind == "spiculated_mass" else rng.uniform(9.0, 22.0)
         strength = rng.uniform(0.45, 1.3)
     elif kind == "fine_pleomorphic_calcifications":
         radius, strength = rng.uniform(14.0, 30.0), rng.uniform(0.25, 0.6)
@@ -74,28 +73,35 @@ def sample_finding(rng: np.random.Generator, malignant: bool) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=4)
-def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=8)
+def _frequencies(shape: tuple[int, int], cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices into the ``rfft2`` half-spectrum with |fx|, |fy| < cutoff (DC excluded), and their fy, fx."""
     fy = np.fft.fftfreq(shape[0]).astype(np.float32)[:, None]
     fx = np.fft.rfftfreq(shape[1]).astype(np.float32)[None, :]
-    return fy, fx
+    keep = (np.abs(fy) < cutoff) & (fx < cutoff)
+    keep[0, 0] = False
+    index = np.flatnonzero(keep)
+    full_fy, full_fx = np.broadcast_arrays(fy, fx)
+    return index, full_fy.ravel()[index], full_fx.ravel()[index]
 
 
-def _noise(rng: np.random.Generator, shape: tuple[int, int], beta: float, stretch: float = 1.0) -> np.ndarray:
+def _noise(rng: np.random.Generator, shape: tuple[int, int], beta: float, stretch: float = 1.0,
+           cutoff: float = 0.5) -> np.ndarray:
     """Zero-mean, unit-std 1/f^beta noise; ``stretch`` > 1 elongates structures along x (towards the nipple).
 
-    The random complex spectrum is drawn directly (no forward FFT); ``irfft2`` makes the field real.
+    A random complex spectrum is drawn directly, only below ``cutoff`` cycles/pixel (smooth fields need few
+    coefficients), and ``irfft2`` makes the field real.
     """
-    fy, fx = _frequencies(shape)
+    index, fy, fx = _frequencies(shape, cutoff)
     k2 = (fx * np.float32(stretch)) ** 2 + fy**2
-    k2[0, 0] = k2[0, 1]
-    amplitude = k2 ** np.float32(-beta / 4)
-    amplitude[0, 0] = 0.0
-    white = rng.standard_normal((2, *k2.shape), dtype=np.float32)
-    field = scipy.fft.irfft2((white[0] + 1j * white[1]).astype(np.complex64) * amplitude, s=shape)
+    amplitude = np.exp(np.log(k2) * np.float32(-beta / 4))
+    white = rng.standard_normal((2, index.size), dtype=np.float32)
+    spectrum = np.zeros((shape[0], shape[1] // 2 + 1), dtype=np.complex64)
+    spectrum.ravel()[index] = (white[0] + 1j * white[1]) * amplitude
+    field = scipy.fft.irfft2(spectrum, s=shape).astype(np.float32, copy=False)
     field -= field.mean()
     field /= field.std() + np.float32(1e-12)
-    return field.astype(np.float32, copy=False)
+    return field
 
 
 def _smooth_profile(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
@@ -152,14 +158,15 @@ def _mass_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
         ratio, harmonics, amp, edge = rng.uniform(0.7, 1.0), range(2, 8), 0.09, rng.uniform(1.2, 2.5)
     boundary = r0 * ratio / np.sqrt((ratio * np.cos(theta)) ** 2 + np.sin(theta) ** 2)
     for k in harmonics:
-        boundary = boundary * (1 + amp * rng.uniform(0.3, 1.0) / np.sqrt(k - 1) * np.cos(k * theta + rng.uniform(0, 6.3)))
+        wave = np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        boundary = boundary * (1 + amp * rng.uniform(0.3, 1.0) / np.sqrt(k - 1) * wave)
     dome = 0.75 + 0.25 * np.sqrt(np.clip(1 - (r / boundary) ** 2, 0, 1))
     patch = dome * expit((boundary - r) / edge)
     if kind == "spiculated_mass":
         n = int(rng.integers(10, 25))
         angles = rng.uniform(0, 2 * np.pi, n).astype(np.float32)[:, None, None]
         length = (r0 * rng.uniform(0.8, 2.3, n)).astype(np.float32)[:, None, None]
-        width = rng.uniform(0.9, 1.8, n).astype(np.float32)[:, None, None]
+        width = rng.uniform(1.2, 2.2, n).astype(np.float32)[:, None, None]
         bend = rng.uniform(-0.012, 0.012, n).astype(np.float32)[:, None, None]
         along = dx * np.cos(angles) + dy * np.sin(angles) - 0.7 * r0
         across = -dx * np.sin(angles) + dy * np.cos(angles) - bend * along**2
@@ -223,7 +230,7 @@ def _add_patch(image: np.ndarray, patch: np.ndarray, centre: tuple[int, int]) ->
     return ys, xs, patch[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
 
 
-SUBTLETY_CNR: tuple[float, ...] = (0.75, 1.5, 2.5, 4.0)  # contrast-to-noise limits of subtlety 1|2|3|4|5
+SUBTLETY_CNR: tuple[float, ...] = (0.7, 1.1, 1.6, 2.5)  # contrast-to-noise limits of subtlety 1|2|3|4|5
 
 
 def _subtlety(region: np.ndarray, piece: np.ndarray, inside: np.ndarray) -> int:
@@ -275,7 +282,7 @@ def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | 
     density
         BI-RADS density 1-4; sets the dense-tissue fraction unless ``dense_fraction`` is given.
     malignant
-        Finding class; used when ``finding`` is None to draw one (see :func:`sample_finding`).
+        Finding class; a finding is drawn for it when ``finding`` is None (see :func:`sample_finding`).
     view, laterality
         "CC"/"MLO" and "L"/"R" (L: chest wall on the image's left, as in CBIS-DDSM).
     dense_fraction
@@ -285,7 +292,8 @@ def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | 
     shape
         Output (height, width).
     tint, bit_depth
-        Force a colour tint (RGB output) or a grey bit depth (8 or 16); drawn at random when None.
+        Force a colour tint (8-bit RGB output) or a grey bit depth (8, or 16 holding 12-bit data);
+        drawn at random when None (tint ~12 %, 16-bit ~10 % of the rest).
 
     Returns
     -------
@@ -301,6 +309,8 @@ def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | 
     if density_from_fraction(fraction) != int(density):
         raise ValueError(f"dense fraction {fraction:.3f} is not in the interval of density {density}")
     finding = sample_finding(rng, bool(malignant)) if finding is None else finding
+    if (finding["kind"] in MALIGNANT_FINDINGS) != bool(malignant):
+        raise ValueError(f"finding {finding['kind']!r} contradicts malignant={malignant!r}")
     h, w = shape
     x_skin, x_pect = _breast_geometry(rng, view, h, w)
     xs = np.arange(w, dtype=np.float32)[None, :]
@@ -312,7 +322,7 @@ def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | 
     rho = xs / np.maximum(x_skin[:, None], 1.0)
 
     depth_px = max(float(x_skin.max()), 1.0)
-    field = _noise(rng, shape, rng.uniform(2.6, 3.4), rng.uniform(1.3, 2.5))
+    field = _noise(rng, shape, rng.uniform(2.6, 3.4), rng.uniform(1.3, 2.5), cutoff=0.1)
     field += rng.uniform(0.8, 1.8) * np.clip(dist / (0.3 * depth_px), 0, 1) - 0.6 * np.exp(-xs / 25.0)
     values = field[tissue]
     k = min(int(round((1 - fraction) * values.size)), values.size - 1)
@@ -321,7 +331,7 @@ def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | 
     width = rng.uniform(0.15, 0.35) * values.std()
     soft = (tissue * expit((field - threshold) / width)).astype(np.float32)
 
-    texture = _noise(rng, shape, rng.uniform(1.9, 2.5), rng.uniform(1.0, 2.0))
+    texture = _noise(rng, shape, rng.uniform(1.9, 2.5), rng.uniform(1.0, 2.0), cutoff=0.3)
     thick = 1 - np.exp(-dist / rng.uniform(8, 20))
     fat, contrast = rng.uniform(0.22, 0.38), rng.uniform(0.28, 0.45)
     att = thick * (fat + contrast * soft * (1 + 0.3 * texture) + 0.025 * texture)
@@ -342,11 +352,12 @@ def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | 
 
     gain = rng.uniform(0.3, 1.8)
     y = (1 - np.exp(-gain * (rng.uniform(0.0, 0.08) + att))) / float(1 - np.exp(-gain))
-    y = np.clip(y, 0, 1) ** rng.uniform(0.75, 1.35)
+    y = np.exp(np.log(np.clip(y, 1e-6, 1)) * np.float32(rng.uniform(0.75, 1.35)))  # gamma
     low, high = rng.uniform(-0.05, 0.03), rng.uniform(0.9, 1.15)
     y = (y - low) / (high - low)
     sigma = np.where(mask, rng.uniform(0.002, 0.008), rng.uniform(0.0, 0.0015)).astype(np.float32)
-    y = np.clip(y + sigma * rng.standard_normal(shape, dtype=np.float32), 0, 1).astype(np.float32)
+    grain = rng.random((2, *shape), dtype=np.float32)  # triangular noise: as good as Gaussian here, cheaper
+    y = np.clip(y + sigma * np.float32(np.sqrt(6)) * (grain[0] + grain[1] - 1), 0, 1).astype(np.float32)
     subtlety = _subtlety(y[ys, xs_], piece, mask[ys, xs_])
     if laterality == "R":
         y, mask = np.ascontiguousarray(y[:, ::-1]), mask[:, ::-1]
