@@ -68,7 +68,7 @@ def image_grid_by_density(
             if col >= len(chosen):
                 continue
             item = chosen.iloc[col]
-            ax.imshow(read_mammogram(item["image_path"]).pixels, cmap="gray", vmin=0, vmax=1)
+            ax.imshow(read_mammogram(item["image_path"]).pixels[::2, ::2], cmap="gray", vmin=0, vmax=1)
             ax.set_title(f"{item['laterality']} {item['view']} · {item['pathology']}", fontsize=8)
         axes[row, 0].text(-0.08, 0.5, _density_label(density), transform=axes[row, 0].transAxes,
                           rotation=90, va="center", ha="right", fontsize=9)

@@ -6,7 +6,6 @@ The committed notebooks are also re-run by ``pytest --nbval-lax`` (see pyproject
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -56,10 +55,10 @@ def test_notebook_runs_in_fast_mode(notebook: Path, tmp_path: Path):
 def test_committed_notebook_is_executed_small_and_parameterized(notebook: Path):
     raw = notebook.read_text()
     assert len(raw.encode()) < 2 * 1024 * 1024, "committed notebooks stay under 2 MB"
-    nb = json.loads(raw)
+    nb = nbformat.reads(raw, as_version=4)
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c.get("execution_count") for c in code), "commit notebooks executed (make run)"
     assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
-    assert nb["cells"][0]["cell_type"] == "markdown" and nb["cells"][0]["source"].lstrip().startswith("#")
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.lstrip().startswith("# "), "open with a title"
