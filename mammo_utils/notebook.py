@@ -10,7 +10,8 @@ import matplotlib as mpl
 import numpy as np
 
 FAST_ENV = "MAMMO_FAST"
-FIGURE_DPI = 100
+FIGURE_DPI = 100  # figures saved to figures/
+INLINE_DPI = 72  # figures shown inline, so committed notebooks stay small
 
 
 @dataclass(frozen=True)
@@ -30,5 +31,5 @@ def setup(fast: bool = False, seed: int = 42) -> NotebookSetup:
     fast = bool(fast) or os.environ.get(FAST_ENV, "").strip().lower() in {"1", "true", "yes"}
     random.seed(seed)
     np.random.seed(seed)
-    mpl.rcParams.update({"figure.dpi": FIGURE_DPI, "savefig.dpi": FIGURE_DPI, "savefig.bbox": "tight"})
+    mpl.rcParams.update({"figure.dpi": INLINE_DPI, "savefig.dpi": FIGURE_DPI, "savefig.bbox": "tight"})
     return NotebookSetup(fast=fast, seed=seed)

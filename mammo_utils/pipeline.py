@@ -56,6 +56,7 @@ TRANSLATION = 0.05
 BRIGHTNESS = 0.10
 CONTRAST = 0.15
 _MAX_CHUNK = 8
+_MIN_PARALLEL = 24  # fewer images are faster in-process than starting worker processes
 _RECORD_COLUMNS = ("crop_top", "crop_left", "crop_bottom", "crop_right", "flipped", "scale", "found_breast",
                    "labels_removed", "content_height", "content_width", "original_height", "original_width",
                    "source_format")
@@ -195,12 +196,12 @@ def _read_record(stem: str) -> dict | None:
 
 def _run_jobs(todo: list[tuple[str, str]], size: tuple[int, int], workers: int,
               progress: bool) -> list[tuple[str, dict | None, str | None]]:
-    """Standardize ``todo`` in chunks, in worker processes when there is more than one chunk and worker."""
+    """Standardize ``todo`` in chunks, in worker processes unless there are few images or one worker."""
     chunk = max(1, min(_MAX_CHUNK, -(-len(todo) // (4 * max(workers, 1)))))
     chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
     results: list[tuple[str, dict | None, str | None]] = []
     with tqdm(total=len(todo), desc="Standardizing images", unit="img", disable=not progress) as bar:
-        if workers <= 1 or len(chunks) <= 1:
+        if workers <= 1 or len(todo) < _MIN_PARALLEL:
             for part in chunks:
                 results.extend(_standardize_chunk(part, size))
                 bar.update(len(part))
@@ -346,16 +347,16 @@ def class_weights(manifest: pd.DataFrame, target: str = "multitask") -> dict[str
 
 
 def targets_and_weights(manifest: pd.DataFrame, target: str = "multitask", balance: bool = False
-                        ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray] | np.ndarray | None]:
+                        ) -> tuple[np.ndarray, dict[str, np.ndarray] | np.ndarray, dict[str, np.ndarray] | np.ndarray | None]:
     """Keras targets and sample weights for ``manifest`` (see the module notes on missing labels).
 
     Returns
     -------
     keep : np.ndarray
         bool per row: rows that can be used (at least one label; both for ``"joint"``).
-    targets : dict
-        For the kept rows: ``{"density": int32 (N,), "malignancy": float32 (N, 1)}`` or
-        ``{"joint": float32 (N, 8) one-hot}``.
+    targets : dict or np.ndarray
+        For the kept rows: ``{"density": int32 (N,), "malignancy": float32 (N, 1)}``, or for ``"joint"``
+        the float32 (N, 8) one-hot array (the seed model has a single output).
     weights : dict, np.ndarray or None
         Per-head float32 weights (multitask), per-sample weights (joint), or None when every weight is 1.
     """
@@ -365,7 +366,7 @@ def targets_and_weights(manifest: pd.DataFrame, target: str = "multitask", balan
     if target == "joint":
         keep = has_density & has_pathology
         joint = density[keep] * 2 + malignant[keep].astype(np.int32)
-        targets = {JOINT_KEY: np.eye(labels.N_JOINT, dtype=np.float32)[joint]}
+        targets = np.eye(labels.N_JOINT, dtype=np.float32)[joint]  # the seed has a single output
         weights = _balanced(pd.Series(joint), np.ones(len(joint), bool)) if balance else None
         return keep, targets, weights
     keep = has_density | has_pathology
@@ -444,7 +445,7 @@ def make_dataset(
     manifest : pandas.DataFrame, optional
         Rows to use, with ``density`` and ``pathology``; default ``images.manifest``.
     target : {"multitask", "joint"}
-        Two-head targets ``{"density", "malignancy"}`` or the seed's one-hot ``{"joint"}``.
+        Two-head targets ``{"density", "malignancy"}``, or the seed's one-hot joint class (a plain tensor).
     batch_size : int
     training : bool
         Shuffle (seeded, reshuffled each epoch), augment and balance.
@@ -486,7 +487,9 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices(items)
     if training:
         ds = ds.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    # training drops a partial last batch (reshuffled each epoch, so every image still takes part): no
+    # one-image BatchNorm batches, and one traced train step instead of two
+    ds = ds.batch(batch_size, drop_remainder=training and len(pixels) >= batch_size)
 
     def to_float(x: tf.Tensor) -> tf.Tensor:
         return tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else tf.cast(x, tf.float32)

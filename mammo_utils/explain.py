@@ -1,0 +1,436 @@
+"""Grad-CAM heat maps for the density and malignancy heads, aligned with the standardized image.
+
+:class:`GradCAM` builds, once per model, a Keras model from the input to the activations of the layer
+:data:`~mammo_utils.models.LAST_CONV_LAYER` and to the *logits* of the heads, and a ``tf.function`` that runs
+one forward pass and, for every requested head, one backward pass from the head's score to those
+activations only (not through the backbone). The same forward pass gives the predictions, so callers do not
+run the model twice.
+
+Scores (the quantity whose gradient is taken)
+---------------------------------------------
+The output layers are ``Dense`` layers with a softmax/sigmoid activation; their logits are recomputed from
+the layer's input and weights, so the pre-activation scores of the Grad-CAM paper are reachable.
+
+* ``density`` (two-head models): the logit of the chosen class (``score="logit"``, default) or its
+  log-probability (``score="probability"``; after the per-image normalization the map of ``log p`` is the
+  same as the map of ``p``, because ``d p = p · d log p`` and Grad-CAM is positively homogeneous in the
+  gradient, while ``log p`` does not underflow for confident models).
+* ``malignancy``: the log-odds ``logit(p)``; its map equals the map of ``p`` for the same reason.
+  ``malignancy_target="benign"`` uses ``-logit(p)``, i.e. the direction of ``1 - p``.
+* the seed model (one ``"joint"`` softmax over ``(density - 1) * 2 + malignant``): heads are the marginals
+  of the joint distribution. With joint logits ``z``, density class ``k`` has the (unnormalized) log marginal
+  ``logsumexp(z[2k], z[2k+1])`` (its softmax over k is exactly the marginal density distribution), and
+  malignancy has the exact marginal log-odds ``logsumexp(z[odd]) - logsumexp(z[even])``.
+* any other output layer (not a softmax/sigmoid ``Dense``): the logarithm of the output probabilities is used
+  in both modes.
+
+Maps
+----
+Standard Grad-CAM: weights = spatial mean of the gradients, map = ReLU(sum_k w_k A_k), bilinearly upsampled
+(``tf.image.resize``, half-pixel centres) to the model's input grid, i.e. the 224×224 grid of
+:attr:`mammo_utils.standardize.Standardized.image`, and divided by its maximum per image (an all-zero map
+stays zero; no NaN). :func:`mask_to_content` zeroes the padding around the breast content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from mammo_utils.models import DENSITY_OUTPUT, LAST_CONV_LAYER, MALIGNANCY_OUTPUT, SEED_OUTPUT
+
+__all__ = ["HEADS", "GradCAM", "GradCAMResult", "mask_to_content", "overlay", "plot_overlay", "gradcam_gallery"]
+
+HEADS: tuple[str, ...] = (DENSITY_OUTPUT, MALIGNANCY_OUTPUT)
+_N_DENSITY = 4
+
+
+@dataclass(frozen=True)
+class GradCAMResult:
+    """Grad-CAM maps and the predictions of the same forward pass.
+
+    Attributes
+    ----------
+    cams : dict of str to np.ndarray
+        Head name -> float32 ``(N, H, W)`` maps in [0, 1] on the model's input grid (max 1 per image unless the
+        map is all zero).
+    density_probs : np.ndarray
+        float32 ``(N, 4)`` density probabilities (for the seed: the marginals of the joint softmax).
+    malignancy_prob : np.ndarray
+        float32 ``(N,)`` probability of malignancy (for the seed: the marginal of the joint softmax).
+    density_class : np.ndarray
+        int32 ``(N,)`` density class index 0–3 (BI-RADS density − 1) the density map explains.
+    malignancy_target : str
+        ``"malignant"`` or ``"benign"``: the direction the malignancy map explains.
+    joint_probs : np.ndarray or None
+        float32 ``(N, 8)`` joint softmax of the seed model; None for two-head models.
+    """
+
+    cams: dict[str, np.ndarray]
+    density_probs: np.ndarray
+    malignancy_prob: np.ndarray
+    density_class: np.ndarray
+    malignancy_target: str
+    joint_probs: np.ndarray | None = None
+
+
+def _dense_logit_source(model: keras.Model, name: str) -> tuple[Any, keras.layers.Layer | None, str]:
+    """``(tensor, dense_layer_or_None, activation)`` from which the logits of output ``name`` are computed."""
+    layer = model.get_layer(name)
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    if isinstance(layer, keras.layers.Dense) and activation in {"softmax", "sigmoid"}:
+        return layer.input, layer, activation
+    return layer.output, None, "probability"
+
+
+def _logits(tensor: tf.Tensor, layer: keras.layers.Layer | None, activation: str) -> tf.Tensor:
+    """Logits of one output: ``x @ W + b`` for a softmax/sigmoid Dense layer, else log-odds/log of probabilities."""
+    if layer is not None:
+        z = tf.matmul(tf.cast(tensor, tf.float32), tf.cast(layer.kernel, tf.float32))
+        if layer.bias is not None:
+            z = z + tf.cast(layer.bias, tf.float32)
+        return z
+    p = tf.clip_by_value(tf.cast(tensor, tf.float32), 1e-7, 1.0 - 1e-7)
+    if p.shape[-1] == 1:  # a lone probability: log-odds
+        return tf.math.log(p) - tf.math.log1p(-p)
+    return tf.math.log(p)
+
+
+class GradCAM:
+    """Grad-CAM for the density and malignancy heads of a model from :mod:`mammo_utils.models`.
+
+    Works with two-head models (outputs ``"density"`` (N, 4) softmax and ``"malignancy"`` (N, 1) sigmoid:
+    ``default``, ``transfer``) and with the seed's one-output model (``"joint"`` (N, 8) softmax), whose heads
+    are the marginals of the joint distribution (see the module docstring). Build once, call many times: the
+    first call per head combination traces a ``tf.function`` (about a second; see :meth:`warmup`).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional model with one image input and a layer named ``layer_name``.
+    layer_name : str
+        Layer whose output (N, h, w, C) is explained; default :data:`~mammo_utils.models.LAST_CONV_LAYER`.
+    score : {"logit", "probability"}
+        Density score: the class logit (default) or its log-probability (same map as the probability).
+        The malignancy score is the log-odds in both modes.
+
+    Examples
+    --------
+    >>> cam = GradCAM(model)                                   # doctest: +SKIP
+    >>> result = cam(standardized.image)                       # doctest: +SKIP
+    >>> result.cams["malignancy"][0].shape, result.malignancy_prob[0]   # doctest: +SKIP
+    ((224, 224), 0.83)
+    """
+
+    def __init__(self, model: keras.Model, layer_name: str = LAST_CONV_LAYER,
+                 score: Literal["logit", "probability"] = "logit") -> None:
+        if score not in ("logit", "probability"):
+            raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
+        if len(model.inputs) != 1:
+            raise ValueError(f"GradCAM needs a model with one image input, got {len(model.inputs)} inputs")
+        try:
+            conv = model.get_layer(layer_name)
+        except ValueError:
+            raise ValueError(f"model {model.name!r} has no layer named {layer_name!r}") from None
+        if len(conv.output.shape) != 4:
+            raise ValueError(f"layer {layer_name!r} must output (N, h, w, C) feature maps, got {conv.output.shape}")
+        names = list(model.output_names)
+        if SEED_OUTPUT in names:
+            self.kind = "joint"
+            sources = {SEED_OUTPUT: _dense_logit_source(model, SEED_OUTPUT)}
+        elif DENSITY_OUTPUT in names and MALIGNANCY_OUTPUT in names:
+            self.kind = "two_heads"
+            sources = {head: _dense_logit_source(model, head) for head in HEADS}
+        else:
+            raise ValueError(f"model outputs {names} have neither {SEED_OUTPUT!r} nor {DENSITY_OUTPUT!r} and "
+                             f"{MALIGNANCY_OUTPUT!r}")
+        self.model = model
+        self.layer_name = layer_name
+        self.score = score
+        self.input_shape: tuple[int, int, int] = tuple(int(d) for d in model.inputs[0].shape[1:])  # type: ignore
+        self._sources = {name: (layer, activation) for name, (_, layer, activation) in sources.items()}
+        self._feature_model = keras.Model(
+            model.inputs, [conv.output, {name: tensor for name, (tensor, _, _) in sources.items()}],
+            name=f"{model.name}_gradcam",
+        )
+        self._functions: dict[tuple[str, ...], Any] = {}
+        import os
+        self._jacobian = os.environ.get("JAC") == "1"
+
+    # ------------------------------------------------------------------------------------------ the graph
+    def _head_logits(self, tensors: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+        """Density logits (N, 4), malignancy log-odds (N,) and, for the seed, joint logits (N, 8)."""
+        logits = {name: _logits(tensors[name], *self._sources[name]) for name in tensors}
+        if self.kind == "two_heads":
+            return logits[DENSITY_OUTPUT], tf.reshape(logits[MALIGNANCY_OUTPUT], [-1]), None
+        joint = logits[SEED_OUTPUT]
+        pairs = tf.reshape(joint, [-1, _N_DENSITY, 2])  # [:, d, m] = joint index d * 2 + m
+        density = tf.reduce_logsumexp(pairs, axis=2)
+        malignancy = tf.reduce_logsumexp(pairs[:, :, 1], axis=1) - tf.reduce_logsumexp(pairs[:, :, 0], axis=1)
+        return density, malignancy, joint
+
+    def _cam(self, activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
+        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1, keepdims=True))
+        cam = tf.image.resize(cam, self.input_shape[:2], method="bilinear")[..., 0]
+        cam = tf.where(tf.math.is_finite(cam), cam, tf.zeros_like(cam))
+        peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
+        return tf.clip_by_value(tf.math.divide_no_nan(cam, peak), 0.0, 1.0)
+
+    def _build_function(self, heads: tuple[str, ...]) -> Any:
+        signature = [
+            tf.TensorSpec((None, *self.input_shape), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((), tf.float32),
+        ]
+
+        @tf.function(input_signature=signature)
+        def run(images: tf.Tensor, density_class: tf.Tensor, malignancy_sign: tf.Tensor) -> dict[str, tf.Tensor]:
+            with tf.GradientTape(persistent=len(heads) > 1) as tape:
+                activations, tensors = self._feature_model(images, training=False)
+                activations = tf.cast(activations, tf.float32)
+                density, malignancy, joint = self._head_logits(tensors)
+                chosen = tf.where(density_class < 0, tf.argmax(density, axis=1, output_type=tf.int32),
+                                  density_class)
+                scores = {}
+                if DENSITY_OUTPUT in heads:
+                    target = tf.nn.log_softmax(density) if self.score == "probability" else density
+                    scores[DENSITY_OUTPUT] = tf.reduce_sum(tf.gather(target, chosen, axis=1, batch_dims=1))
+                if MALIGNANCY_OUTPUT in heads:
+                    scores[MALIGNANCY_OUTPUT] = tf.reduce_sum(malignancy_sign * malignancy)
+                stacked_scores = tf.stack([scores[head] for head in heads])
+            if len(heads) == 1 or not self._jacobian:
+                grads = {head: tape.gradient(scores[head], activations) for head in heads}
+            else:
+                stacked = tape.jacobian(stacked_scores, activations)
+                grads = {head: stacked[i] for i, head in enumerate(heads)}
+            out = {f"cam_{head}": self._cam(activations, grads[head]) for head in heads}
+            del tape
+            out["density_probs"] = tf.nn.softmax(density)
+            out["malignancy_prob"] = tf.sigmoid(malignancy)
+            out["density_class"] = chosen
+            if joint is not None:
+                out["joint_probs"] = tf.nn.softmax(joint)
+            return out
+
+        return run
+
+    # ------------------------------------------------------------------------------------------ public API
+    def _as_batch(self, images: Any) -> np.ndarray:
+        batch = np.asarray(images, dtype=np.float32)
+        h, w, c = self.input_shape
+        if batch.shape in {(h, w), (h, w, c)}:
+            batch = batch[None]
+        if batch.ndim == 3 and c == 1:
+            batch = batch[..., None]
+        if batch.ndim != 4 or batch.shape[1:] != (h, w, c):
+            raise ValueError(f"images must have shape (H, W), (N, H, W) or (N, H, W, C) with (H, W, C) = "
+                             f"{self.input_shape} (standardize to the model size first); got {np.shape(images)}")
+        return batch
+
+    def __call__(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        heads: Sequence[str] = HEADS,
+        density_class: int | Sequence[int] | np.ndarray | None = None,
+        malignancy_target: Literal["malignant", "benign"] = "malignant",
+        batch_size: int = 16,
+    ) -> GradCAMResult:
+        """Grad-CAM maps for ``heads`` and the predictions, from one forward pass per batch.
+
+        Parameters
+        ----------
+        images : array-like
+            One standardized image ``(H, W)`` or a batch ``(N, H, W)`` / ``(N, H, W, 1)``, float in [0, 1].
+        heads : sequence of str
+            Any of ``"density"``, ``"malignancy"``; both (default) share the forward pass.
+        density_class : int or array of int, optional
+            Density class index 0–3 (BI-RADS density − 1) to explain, one for all or one per image;
+            None explains the predicted class.
+        malignancy_target : {"malignant", "benign"}
+            Explain evidence for malignancy (score ``logit(p)``) or for benign (``-logit(p)``, i.e. ``1 - p``).
+        batch_size : int
+            Images per forward pass (bounds memory).
+
+        Returns
+        -------
+        GradCAMResult
+        """
+        wanted = tuple(head for head in HEADS if head in heads)
+        unknown = set(heads) - set(HEADS)
+        if unknown or not wanted:
+            raise ValueError(f"heads must be a non-empty subset of {HEADS}, got {tuple(heads)}")
+        if malignancy_target not in ("malignant", "benign"):
+            raise ValueError(f"malignancy_target must be 'malignant' or 'benign', got {malignancy_target!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch = self._as_batch(images)
+        n = len(batch)
+        classes = np.full(n, -1, dtype=np.int32) if density_class is None else np.broadcast_to(
+            np.asarray(density_class, dtype=np.int32), (n,)).copy()
+        if np.any((classes < -1) | (classes >= _N_DENSITY)) or (density_class is not None and np.any(classes < 0)):
+            raise ValueError(f"density_class must be in 0..3 (BI-RADS density - 1), got {density_class!r}")
+        if wanted not in self._functions:
+            self._functions[wanted] = self._build_function(wanted)
+        run = self._functions[wanted]
+        sign = tf.constant(1.0 if malignancy_target == "malignant" else -1.0, tf.float32)
+        parts = [
+            {key: value.numpy() for key, value in run(tf.constant(batch[i:i + batch_size]),
+                                                      tf.constant(classes[i:i + batch_size]), sign).items()}
+            for i in range(0, max(n, 1), batch_size)
+        ]
+        merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        return GradCAMResult(
+            cams={head: merged[f"cam_{head}"].astype(np.float32) for head in wanted},
+            density_probs=merged["density_probs"].astype(np.float32),
+            malignancy_prob=merged["malignancy_prob"].astype(np.float32),
+            density_class=merged["density_class"].astype(np.int32),
+            malignancy_target=malignancy_target,
+            joint_probs=merged["joint_probs"].astype(np.float32) if "joint_probs" in merged else None,
+        )
+
+    def warmup(self, heads: Sequence[str] = HEADS) -> None:
+        """Trace and run the graph once on a blank image, so the first real call is fast."""
+        self(np.zeros(self.input_shape, dtype=np.float32), heads=heads)
+
+
+# ------------------------------------------------------------------------------------------------ display
+def _content_box(shape: tuple[int, int], content_shape: Any) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` of the content in the padded image, as placed by ``standardize``."""
+    ch, cw = (int(v) for v in getattr(content_shape, "content_shape", content_shape))
+    h, w = shape
+    if not (1 <= ch <= h and 1 <= cw <= w):
+        raise ValueError(f"content_shape {(ch, cw)} does not fit in a {h}×{w} map")
+    top = (h - ch) // 2  # standardize: content left-aligned, vertically centred
+    return top, 0, top + ch, cw
+
+
+def mask_to_content(cam: np.ndarray, content_shape: Any, renormalize: bool = True) -> np.ndarray:
+    """Zero a Grad-CAM map outside the breast content of the standardized image (the zero padding).
+
+    ``standardize`` places the resized content left-aligned (chest wall at the left edge) and vertically
+    centred: rows ``[(H - h) // 2, (H - h) // 2 + h)``, columns ``[0, w)``.
+
+    Parameters
+    ----------
+    cam : np.ndarray
+        ``(H, W)`` map or ``(N, H, W)`` maps of images with the same content shape.
+    content_shape : tuple of int or Standardized
+        ``(h, w)`` of the content (``Standardized.content_shape``), or the ``Standardized`` itself.
+    renormalize : bool
+        Divide by the new maximum per map so it is again 1 (an all-zero map stays zero).
+
+    Returns
+    -------
+    np.ndarray
+        float32 copy, same shape as ``cam``.
+    """
+    out = np.array(cam, dtype=np.float32, copy=True)
+    if out.ndim not in (2, 3):
+        raise ValueError(f"cam must be (H, W) or (N, H, W), got shape {out.shape}")
+    top, left, bottom, right = _content_box(out.shape[-2:], content_shape)
+    keep = np.zeros(out.shape[-2:], dtype=bool)
+    keep[top:bottom, left:right] = True
+    out[..., ~keep] = 0.0
+    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    if renormalize:
+        peak = out.max(axis=(-2, -1), keepdims=True)
+        out = np.divide(out, peak, out=np.zeros_like(out), where=peak > 0)
+    return out
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """Blend a grey image with a colour-mapped heat map: ``(1 - alpha) · grey + alpha · cmap(cam)``.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(H, W)`` or ``(H, W, 1)`` grey image in [0, 1] (values outside are clipped).
+    cam : np.ndarray
+        ``(H, W)`` map in [0, 1] (clipped).
+    alpha : float
+        Heat-map weight in [0, 1].
+    cmap : str
+        Matplotlib colour map name.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(H, W, 3)`` RGB in [0, 1].
+    """
+    grey = np.asarray(image, dtype=np.float32)
+    grey = grey[..., 0] if grey.ndim == 3 and grey.shape[-1] == 1 else grey
+    heat = np.asarray(cam, dtype=np.float32)
+    if grey.ndim != 2 or heat.shape != grey.shape:
+        raise ValueError(f"image {np.shape(image)} and cam {np.shape(cam)} must be the same (H, W) grid")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    grey = np.clip(np.nan_to_num(grey), 0.0, 1.0)
+    colours = colormaps[cmap](np.clip(np.nan_to_num(heat), 0.0, 1.0))[..., :3].astype(np.float32)
+    blended = (1.0 - alpha) * grey[..., None] + alpha * colours
+    return np.clip(blended, 0.0, 1.0).astype(np.float32)
+
+
+def plot_overlay(ax: Axes, image: np.ndarray, cam: np.ndarray, title: str | None = None, alpha: float = 0.4,
+                 cmap: str = "jet", colorbar: bool = False) -> Axes:
+    """Draw :func:`overlay` on ``ax`` (axes off), with an optional title and colour bar of the map scale."""
+    ax.imshow(overlay(image, cam, alpha=alpha, cmap=cmap), interpolation="bilinear")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    if colorbar:
+        mappable = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap)
+        ax.figure.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM (relative)")
+    return ax
+
+
+def gradcam_gallery(images: Sequence[np.ndarray], cams: Sequence[np.ndarray], titles: Sequence[str] | None = None,
+                    ncols: int = 4, alpha: float = 0.4, cmap: str = "jet", suptitle: str | None = None) -> Figure:
+    """A grid of Grad-CAM overlays, one per image with its title, and one shared colour bar.
+
+    Parameters
+    ----------
+    images, cams : sequences of np.ndarray
+        Equally long; each pair on the same (H, W) grid.
+    titles : sequence of str, optional
+        One per image (e.g. "true c / pred d, p(malig)=0.81").
+    ncols : int
+        Columns of the grid.
+    alpha, cmap : float, str
+        Passed to :func:`overlay`.
+    suptitle : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    n = len(images)
+    titles = list(titles) if titles is not None else [""] * n
+    if n == 0 or len(cams) != n or len(titles) != n:
+        raise ValueError(f"need equally many (>0) images, cams and titles; got {n}, {len(cams)}, {len(titles)}")
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.6, 2.8 * nrows), squeeze=False)
+    for ax, image, cam, title in zip(axes.flat, images, cams, titles):
+        plot_overlay(ax, image, cam, title=title, alpha=alpha, cmap=cmap)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), ax=axes.ravel().tolist(), fraction=0.02,
+                 pad=0.02, label="Grad-CAM (relative to each image's maximum)")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig

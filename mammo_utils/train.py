@@ -1,0 +1,352 @@
+"""Train a model on a manifest and keep everything about the run in one run directory.
+
+A run directory (default ``models/runs/<YYYYmmdd-HHMMSS>_<model>_<source>``) holds:
+
+* ``model.keras`` — the best model by validation loss (Keras format, loads with ``safe_mode=True``),
+* ``history.csv`` — per-epoch losses and metrics (``CSVLogger``), ``params.json`` — every parameter, the data
+  (images and class counts per split) and the outcome, ``split.csv`` — the manifest rows of the run with
+  their split, ``standardization.csv`` — crop boxes and flips, ``versions.json`` — Python, packages, platform.
+
+``models/runs/LATEST`` is a text file holding the name of the latest run directory (a portable pointer
+rather than a symlink).
+
+Reproducibility: :func:`train` calls ``keras.utils.set_random_seed(seed)`` and
+``tf.config.experimental.enable_op_determinism()``, and the data pipeline uses seeded shuffles and stateless
+augmentation, so the same parameters on the same machine give the same numbers. Op determinism is
+process-wide and stays on once enabled (it makes a few ops slower). Across different CPUs or TensorFlow
+builds the numbers can differ in the last digits. With ``strategy="mirrored"`` the reduction order across
+replicas is fixed as well, but this is not covered by TensorFlow's determinism guarantee.
+
+The seed model (202 M parameters, ~800 MB of weights, ~2.4 GB with Adam's moments; its ``model.keras`` holds
+the optimizer state too) trains at a few images per second on 2 CPU cores: a full run on the 2,000-image
+synthetic set takes hours there. Fast mode trains it for only a few steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from mammo_utils import paths, pipeline
+from mammo_utils.splits import split_by_patient
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+LATEST_FILE = "LATEST"
+FAST_EPOCHS = 2  # fast mode: at most this many epochs,
+FAST_MAX_TRAIN = 200  # at most this many training images,
+FAST_MAX_VAL = 100  # and validation images,
+FAST_SEED_STEPS = 2  # and for the seed model at most this many batches per epoch (train and validation)
+RUN_FILES: tuple[str, ...] = (
+    "model.keras", "history.csv", "params.json", "split.csv", "versions.json", "standardization.csv",
+)
+
+
+@dataclass
+class RunResult:
+    """A finished (or reloaded) training run.
+
+    Attributes
+    ----------
+    run_dir : Path
+    model : keras.Model
+        With the best weights (lowest validation loss).
+    history : pandas.DataFrame
+        One row per epoch: ``epoch``, losses and metrics, ``val_*``.
+    params : dict
+        The contents of ``params.json``.
+    """
+
+    run_dir: Path
+    model: keras.Model
+    history: pd.DataFrame
+    params: dict[str, Any]
+
+
+def runs_dir() -> Path:
+    """``paths.models_dir() / "runs"``: where run directories go by default."""
+    return paths.models_dir() / "runs"
+
+
+def latest_run_dir() -> Path:
+    """The run directory named in ``models/runs/LATEST``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no run was recorded yet, or the recorded run directory is gone.
+    """
+    pointer = runs_dir() / LATEST_FILE
+    if not pointer.is_file():
+        raise FileNotFoundError(f"no training run recorded in {pointer}; train one first (notebooks/02_train.ipynb)")
+    run_dir = runs_dir() / pointer.read_text(encoding="utf-8").strip()  # an absolute path stays absolute
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"the latest run directory {run_dir} (from {pointer}) no longer exists")
+    return run_dir
+
+
+def load_run(run_dir: str | os.PathLike[str] | None = None, compile: bool = True) -> RunResult:
+    """Load a run directory (default: the latest run): its model, history and parameters."""
+    from mammo_utils.models import load_model
+
+    folder = Path(run_dir) if run_dir is not None else latest_run_dir()
+    params = json.loads((folder / "params.json").read_text(encoding="utf-8"))
+    history = pd.read_csv(folder / "history.csv")
+    return RunResult(folder, load_model(folder / "model.keras", compile=compile), history, params)
+
+
+def describe(manifest: pd.DataFrame) -> dict[str, Any]:
+    """Images, patients and density / pathology counts per split (``"missing"`` counts absent labels)."""
+    out: dict[str, Any] = {}
+    for split, group in manifest.groupby(manifest["split"].astype(object).fillna("none"), sort=True):
+        density = group["density"].map(lambda v: "missing" if pd.isna(v) else str(int(v)))
+        pathology = group["pathology"].map(lambda v: "missing" if pd.isna(v) else str(v))
+        out[str(split)] = {
+            "n_images": int(len(group)),
+            "n_patients": int(group["patient_id"].nunique()),
+            "density": {k: int(v) for k, v in density.value_counts().sort_index().items()},
+            "pathology": {k: int(v) for k, v in pathology.value_counts().sort_index().items()},
+        }
+    return out
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, the main packages, ``mammo_utils`` and the platform."""
+    import keras
+    import tensorflow as tf
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": sys.version.split()[0], "numpy": np.__version__, "pandas": pd.__version__,
+        "tensorflow": tf.__version__, "keras": keras.__version__, "mammo_utils": version("mammo-utils"),
+        "scikit-image": version("scikit-image"), "platform": platform.platform(),
+        "machine": platform.machine(), "cpu_count": str(os.cpu_count()),
+    }
+
+
+def _enable_determinism(seed: int) -> bool:
+    """Seed Python, numpy and TensorFlow; switch on deterministic ops. Returns whether that worked."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError) as exc:  # very old TF, or a runtime that refuses it
+        warnings.warn(f"deterministic ops unavailable ({exc}); results may vary slightly between runs", stacklevel=3)
+        return False
+    return True
+
+
+def _resolve_strategy(strategy: str | tf.distribute.Strategy | None) -> tf.distribute.Strategy | None:
+    import tensorflow as tf
+
+    if strategy is None or isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    if str(strategy).lower() != "mirrored":
+        raise ValueError(f"strategy must be None, 'mirrored' or a tf.distribute.Strategy; got {strategy!r}")
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if gpus:
+        return tf.distribute.MirroredStrategy(devices=gpus)
+    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def _prepare_split(manifest: pd.DataFrame, seed: int) -> pd.DataFrame:
+    frame = manifest.copy()
+    if "split" not in frame.columns or frame["split"].isna().all():
+        return split_by_patient(frame, seed=seed)
+    unassigned = int(frame["split"].isna().sum())
+    if unassigned:
+        warnings.warn(f"{unassigned} row(s) have no split and are left out of the run", stacklevel=3)
+        frame = frame[frame["split"].notna()]
+    return frame
+
+
+def _cap(frame: pd.DataFrame, split: str, limit: int, seed: int) -> pd.DataFrame:
+    """Keep at most ``limit`` rows of ``split`` (a seeded sample, original order)."""
+    rows = frame[frame["split"] == split]
+    if len(rows) <= limit:
+        return frame
+    drop = rows.index.difference(rows.sample(n=limit, random_state=seed).index)
+    return frame.drop(index=drop)
+
+
+def _new_run_dir(model: str, frame: pd.DataFrame) -> Path:
+    sources = sorted({str(s) for s in frame["source"].dropna()}) or ["manifest"]
+    source = "+".join(sources) if len(sources) <= 2 else "mixed"
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}_{model}_{source}".replace(os.sep, "-")
+    run_dir, n = runs_dir() / base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = runs_dir() / f"{base}-{n}"
+    return run_dir
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _point_latest(run_dir: Path) -> None:
+    root = paths.ensure_dir(runs_dir())
+    name = run_dir.name if run_dir.resolve().parent == root.resolve() else str(run_dir.resolve())
+    tmp = root / f"{LATEST_FILE}.tmp"
+    tmp.write_text(name + "\n", encoding="utf-8")
+    os.replace(tmp, root / LATEST_FILE)
+
+
+def train(
+    manifest: pd.DataFrame,
+    model: str = "default",
+    epochs: int = 30,
+    batch_size: int = 32,
+    image_size: int = 224,
+    seed: int = 42,
+    run_dir: str | os.PathLike[str] | None = None,
+    strategy: str | tf.distribute.Strategy | None = None,
+    learning_rate: float = 1e-3,
+    patience: int = 5,
+    fast: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    verbose: int = 1,
+    steps_per_epoch: int | None = None,
+    balance: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train ``"default"``, ``"seed"`` or ``"transfer"`` on a manifest; write a run directory.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        With ``split`` (if it is empty, :func:`~mammo_utils.splits.split_by_patient` assigns it with
+        ``seed``). Needs ``train`` and ``val`` rows; ``test`` rows are cached and recorded, not used.
+    model : {"default", "seed", "transfer"}
+    epochs, batch_size, image_size, learning_rate : int, int, int, float
+        ``image_size`` is the side of the square input; the seed's 201,933,704 parameters hold at 224 only.
+    seed : int
+        Seeds the split, weights, shuffling and augmentation.
+    run_dir : path, optional
+        Default ``models/runs/<timestamp>_<model>_<source>``. ``models/runs/LATEST`` is pointed at it.
+    strategy : None, "mirrored" or tf.distribute.Strategy
+        ``"mirrored"``: ``MirroredStrategy`` over the GPUs, else over all logical CPU devices.
+        ``batch_size`` is the global batch (split across replicas).
+    patience : int
+        Early stopping on ``val_loss``; the best weights are restored and checkpointed.
+    fast : bool
+        At most :data:`FAST_EPOCHS` epochs, :data:`FAST_MAX_TRAIN` training and :data:`FAST_MAX_VAL`
+        validation images; for the seed model at most :data:`FAST_SEED_STEPS` batches of each per epoch.
+    cache_dir : path, optional
+        Image cache (default ``data/cache``, see :func:`~mammo_utils.pipeline.build_cache`).
+    verbose : int
+        0 silent, 1 progress bars (cache and Keras), 2 one line per epoch.
+    steps_per_epoch : int, optional
+        Batches per epoch; the training data then repeats. Default: one pass over the training rows.
+    balance : bool
+        Inverse-class-frequency sample weights (see :mod:`mammo_utils.pipeline`).
+    model_kwargs : dict, optional
+        Extra arguments for the model builder (e.g. ``{"width": 16}`` or ``{"weights": "imagenet"}``).
+
+    Returns
+    -------
+    RunResult
+    """
+    import keras
+
+    from mammo_utils.models import MODEL_NAMES, build_model, compile_model, count_params
+
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if epochs < 1 or batch_size < 1 or image_size < 32:
+        raise ValueError("epochs and batch_size must be positive and image_size at least 32")
+    started = time.time()
+    deterministic = _enable_determinism(seed)
+    requested_epochs = epochs
+    frame = _prepare_split(manifest, seed)
+    if fast:
+        epochs = min(epochs, FAST_EPOCHS)
+        max_train, max_val = FAST_MAX_TRAIN, FAST_MAX_VAL
+        if model == "seed":
+            max_train = max_val = min(FAST_MAX_TRAIN, FAST_SEED_STEPS * batch_size)
+        frame = _cap(_cap(frame, "train", max_train, seed), "val", max_val, seed)
+    cached = pipeline.build_cache(frame, cache_dir, size=(image_size, image_size), progress=verbose > 0,
+                                  on_error="skip")
+    frame = cached.manifest
+    train_rows, val_rows = frame[frame["split"] == "train"], frame[frame["split"] == "val"]
+    if train_rows.empty or val_rows.empty:
+        raise ValueError(f"need training and validation rows; got {len(train_rows)} train, {len(val_rows)} val")
+    target = "joint" if model == "seed" else "multitask"
+    train_ds = pipeline.make_dataset(cached, train_rows, target, batch_size, training=True, seed=seed,
+                                     balance=balance)
+    val_ds = pipeline.make_dataset(cached, val_rows, target, batch_size, training=False, seed=seed)
+    if steps_per_epoch is not None:
+        train_ds = train_ds.repeat()
+
+    run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(model, frame)
+    paths.ensure_dir(run_dir)
+    distribution = _resolve_strategy(strategy)
+    scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
+    with scope:
+        network = build_model(model, input_shape=(image_size, image_size, 1), **(model_kwargs or {}))
+        compile_model(network, learning_rate=learning_rate)
+    params: dict[str, Any] = {
+        "model": model, "epochs": epochs, "requested_epochs": requested_epochs, "batch_size": batch_size,
+        "image_size": image_size, "seed": seed, "learning_rate": learning_rate, "patience": patience,
+        "fast": fast, "steps_per_epoch": steps_per_epoch, "balance": balance, "target": target,
+        "model_kwargs": model_kwargs or {},
+        "strategy": type(distribution).__name__ if distribution is not None else None,
+        "replicas": int(distribution.num_replicas_in_sync) if distribution is not None else 1,
+        "deterministic_ops": deterministic, "cache_dir": str(cached.cache_dir),
+        "cache_version": pipeline.STANDARDIZE_VERSION, "n_params": count_params(network),
+        "data": {"sources": sorted({str(s) for s in frame["source"].dropna()}), "splits": describe(frame),
+                 "class_weights": pipeline.class_weights(train_rows, target) if balance else None,
+                 "failed_images": cached.failed},
+        "run_dir": str(run_dir.resolve()), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running",
+    }
+    _write_json(run_dir / "params.json", params)
+    _write_json(run_dir / "versions.json", versions())
+    frame.to_csv(run_dir / "split.csv", index=False)
+    columns = ["image_path", "split", *[c for c in cached.records.columns if c not in ("image_path", "cache_file")]]
+    cached.standardization(frame)[columns].to_csv(run_dir / "standardization.csv", index=False)
+
+    model_path = run_dir / "model.keras"
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(model_path, monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+    ]
+    network.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks, verbose=verbose, shuffle=False)
+    if not model_path.exists():  # val_loss was never finite: keep the last weights all the same
+        warnings.warn("validation loss never improved (NaN?); saving the last weights", stacklevel=2)
+        network.save(model_path)
+    history = pd.read_csv(run_dir / "history.csv")
+    best = int(history["val_loss"].idxmin()) if history["val_loss"].notna().any() else len(history) - 1
+    params.update({
+        "status": "finished", "epochs_trained": int(len(history)), "best_epoch": int(history["epoch"].iloc[best]),
+        "best_val_loss": float(history["val_loss"].iloc[best]), "duration_s": round(time.time() - started, 2),
+    })
+    _write_json(run_dir / "params.json", params)
+    _point_latest(run_dir)
+    return RunResult(run_dir, network, history, params)
+
