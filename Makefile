@@ -9,7 +9,7 @@ NOTEBOOKS := 01_data
 FAST ?= 0
 PAPERMILL_FLAGS := $(if $(filter 1 true True,$(FAST)),-p fast True,)
 
-.PHONY: run test venv clean help
+.PHONY: run test venv system-deps clean help
 
 help:
 	@echo "make run    execute notebooks/ in order with papermill (FAST=1 for the quick CI-sized run)"
@@ -25,14 +25,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP)
+# System packages (Debian): Graphviz draws the architecture diagrams. Installed with apt-get when missing
+# (as root, or with sudo); elsewhere install them with your package manager (conda: `conda install graphviz`).
+system-deps:
+	@missing=""; command -v dot >/dev/null || missing="$$missing graphviz"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
+	  else echo "please install:$$missing (e.g. apt-get install$$missing)"; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: system-deps $(STAMP)
 	@mkdir -p figures
 	@set -e; for nb in $(NOTEBOOKS); do \
 	  echo "== notebooks/$$nb.ipynb"; \
 	  $(BIN)/papermill --cwd notebooks -k python3 $(PAPERMILL_FLAGS) notebooks/$$nb.ipynb notebooks/$$nb.ipynb; \
 	done
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:

@@ -39,7 +39,7 @@ class BootstrapCI(NamedTuple):
 
 
 def group_codes(predictions: pd.DataFrame, group: str | None = "patient_id") -> np.ndarray:
-    """Integer resampling unit per row: one code per ``group`` value; missing values and ``group=None`` → one per row."""
+    """Integer resampling unit per row: one code per ``group`` value; a missing value or ``group=None``: one per row."""
     n = len(predictions)
     if group is None:
         return np.arange(n)
@@ -182,9 +182,13 @@ def bootstrap_ci(
     """Patient-level bootstrap CI of one scalar metric: ``(value, low, high, n_used, widened)``.
 
     ``metric_fn(frame) -> float`` (or vectorized, see :func:`bootstrap_replicates`). Seeded with
-    ``numpy.random.default_rng(seed)``: the same data and seed give the same interval.
+    ``numpy.random.default_rng(seed)``: the same data and seed give the same interval. The resampling path calls
+    ``metric_fn`` once per replicate (a scikit-learn AUC: ~5–10 s for 1,000 here); the vectorized path with the
+    ``weighted_*`` metrics below does 1,000 replicates of a dozen metrics on 300 images in well under a second.
     """
     results = bootstrap_cis(predictions, metric_fn, n_boot, seed, alpha, group, vectorized)
+    if not results:  # undefined on the full data and on every replicate
+        return BootstrapCI(math.nan, math.nan, math.nan, 0)
     if len(results) != 1:
         raise ValueError(f"metric_fn returned {len(results)} metrics; use bootstrap_cis for several")
     return next(iter(results.values()))
@@ -227,7 +231,7 @@ def _score_groups(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> tupl
     """Positive and negative weight per distinct score, scores ascending: two ``(B, U)`` arrays."""
     order = np.argsort(score, kind="mergesort")
     sorted_score = np.asarray(score, dtype=np.float64)[order]
-    ends = np.flatnonzero(np.r_[sorted_score[1:] != sorted_score[:-1], True])
+    ends = np.flatnonzero(np.r_[sorted_score[1:] != sorted_score[:-1], True]) if len(order) else order
     w = weights[:, order]
     positive = np.asarray(y, dtype=bool)[order]
 

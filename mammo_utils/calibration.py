@@ -222,3 +222,31 @@ def negative_log_likelihood(
     logits = to_logits(p)
     target = y if p.ndim == 1 else _labels_to_index(y, classes, p.shape[1])
     return _nll(logits, target, 1.0)
+
+
+def calibration_report(
+    y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray,
+    n_bins: int = 10, classes: Sequence | None = None,
+) -> dict[str, object]:
+    """Fit a temperature on validation, apply it to test; ECE / NLL before and after, and reliability bins.
+
+    Returns ``temperature``, ``ece_before``, ``ece_after`` (test), ``val_ece_before``, ``val_ece_after``,
+    ``nll_before``, ``nll_after`` (test) and ``reliability_before`` / ``reliability_after`` (test, lists of bin
+    records). Values are NaN (bins empty lists) when either split has no labelled rows.
+    """
+    if len(y_val) == 0 or len(y_test) == 0:
+        keys = ("temperature", "ece_before", "ece_after", "val_ece_before", "val_ece_after", "nll_before", "nll_after")
+        return dict.fromkeys(keys, float("nan")) | {"reliability_before": [], "reliability_after": []}
+    temperature = fit_temperature(p_val, y_val, classes=classes)
+    val_after, test_after = apply_temperature(p_val, temperature), apply_temperature(p_test, temperature)
+    return {
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(y_test, p_test, n_bins, classes),
+        "ece_after": expected_calibration_error(y_test, test_after, n_bins, classes),
+        "val_ece_before": expected_calibration_error(y_val, p_val, n_bins, classes),
+        "val_ece_after": expected_calibration_error(y_val, val_after, n_bins, classes),
+        "nll_before": negative_log_likelihood(y_test, p_test, classes),
+        "nll_after": negative_log_likelihood(y_test, test_after, classes),
+        "reliability_before": reliability_bins(y_test, p_test, n_bins, classes).to_dict("records"),
+        "reliability_after": reliability_bins(y_test, test_after, n_bins, classes).to_dict("records"),
+    }

@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, cohen_kappa_score, confusion_matrix
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from mammo_utils import bootstrap as boot
 from mammo_utils import calibration as cal
-from mammo_utils.labels import DENSITY_CLASSES, N_JOINT, is_missing, pathology_from_any
+from mammo_utils import labels
+from mammo_utils.labels import DENSITY_CLASSES, N_JOINT, density_from_any, is_missing, pathology_from_any
 
 DENSITY_PROB_COLUMNS: tuple[str, ...] = tuple(f"p_density_{d}" for d in DENSITY_CLASSES)
 MALIGNANCY_PROB_COLUMN = "p_malignant"
@@ -61,6 +63,12 @@ def predictions_frame(
 
     Give the two heads (``density_probs`` (N, 4) in BI-RADS order 1..4, ``malignancy_prob`` (N,) or (N, 1)), or
     the seed's ``joint_probs`` (N, 8) alone — its marginals then fill the head columns — or all three.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The metadata columns present in ``manifest_rows``, ``density`` (Int64 1–4/NA), ``malignant`` (Int64 0/1/NA),
+        ``pathology``, ``p_density_1..4``, ``p_malignant`` and, if given, ``p_joint_0..7``.
     """
     frame = pd.DataFrame(list(manifest_rows)) if not isinstance(manifest_rows, pd.DataFrame) else manifest_rows
     frame = frame.reset_index(drop=True)
@@ -73,11 +81,12 @@ def predictions_frame(
         density_probs = pairs.sum(axis=2) if density_probs is None else density_probs
         malignancy_prob = pairs[:, :, 1].sum(axis=1) if malignancy_prob is None else malignancy_prob
     out = pd.DataFrame({c: frame[c] for c in METADATA_COLUMNS if c in frame.columns})
-    density = density_labels(frame) if "density" in frame.columns else np.full(n, np.nan)
-    out["density"] = pd.array(np.where(np.isfinite(density), density, np.nan), dtype="Float64").astype("Int64")
-    out["malignant"] = pd.array(malignancy_labels(frame), dtype="Float64").astype("Int64")
-    out["pathology"] = pd.Series(["malignant" if v == 1 else "benign" if v == 0 else pd.NA
-                                  for v in out["malignant"]], dtype=object)
+    density = [density_from_any(v) for v in frame["density"]] if "density" in frame.columns else [None] * n
+    out["density"] = pd.array(density, dtype="Int64")
+    malignant = malignancy_labels(frame)
+    out["malignant"] = pd.array([None if np.isnan(v) else int(v) for v in malignant], dtype="Int64")
+    out["pathology"] = pd.Series([pd.NA if np.isnan(v) else labels.PATHOLOGY_CLASSES[int(v)] for v in malignant],
+                                 dtype=object)
     out[list(DENSITY_PROB_COLUMNS)] = _probs(density_probs, n, len(DENSITY_CLASSES), "density_probs")
     out[MALIGNANCY_PROB_COLUMN] = _probs(np.asarray(malignancy_prob).reshape(-1, 1), n, 1, "malignancy_prob")[:, 0]
     if joint is not None:
@@ -95,8 +104,8 @@ def _probs(values: Any, n: int, k: int, name: str) -> np.ndarray:
 
 
 def density_labels(frame: pd.DataFrame) -> np.ndarray:
-    """True density 1–4 as float, NaN where missing."""
-    return label_array(frame["density"])
+    """True density 1–4 as float, NaN where missing (all NaN without a ``density`` column)."""
+    return label_array(frame["density"]) if "density" in frame.columns else np.full(len(frame), np.nan)
 
 
 def malignancy_labels(frame: pd.DataFrame) -> np.ndarray:
@@ -119,9 +128,19 @@ def _joint_probs(frame: pd.DataFrame) -> tuple[np.ndarray, str]:
 
 # --------------------------------------------------------------------------------------------------- metrics
 def label_array(values: Any) -> np.ndarray:
-    """Labels (list, array, nullable Series) as a float array with NaN where missing."""
+    """Numeric labels (list, array, nullable Series) as a float array with NaN where missing.
+
+    Raises
+    ------
+    ValueError
+        If a present value is not a number (e.g. a density letter: build the table with :func:`predictions_frame`).
+    """
     series = values if isinstance(values, pd.Series) else pd.Series(list(np.asarray(values, dtype=object).reshape(-1)))
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.isnan(numbers) & ~series.isna().to_numpy()
+    if bad.any():
+        raise ValueError(f"labels must be numbers; got {series[bad].iloc[0]!r} (use predictions_frame to convert)")
+    return numbers
 
 
 def _finite_rows(labels: Any, *others: Any) -> tuple[np.ndarray, ...]:
@@ -143,15 +162,21 @@ def density_metrics(y_true: Any, probs: Any) -> dict[str, Any]:
     ``confusion_matrix`` (4×4 array, labels 1..4). Undefined values are NaN.
     """
     y, probs = _finite_rows(y_true, probs)
-    pred = probs.argmax(axis=1) + 1 if len(y) else np.zeros(0)
+    if probs.ndim != 2 or probs.shape[1] != len(DENSITY_CLASSES):
+        raise ValueError(f"density probabilities must have shape (N, 4), got {probs.shape}")
+    if not np.isin(y, DENSITY_CLASSES).all():
+        raise ValueError("density labels must be BI-RADS 1-4 (convert class indices 0-3 by adding 1)")
+    pred = probs.argmax(axis=1) + 1.0
     result: dict[str, Any] = {"n": len(y)}
     if len(y) == 0:
         return result | dict.fromkeys(("accuracy", "kappa_quadratic", "kappa_linear", "dense_accuracy",
                                        "majority_class_rate"), math.nan) | {"confusion_matrix": np.zeros((4, 4), int)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # one class: κ is NaN, which we report
         for weights in ("quadratic", "linear"):
-            result[f"kappa_{weights}"] = float(cohen_kappa_score(y, pred, labels=list(DENSITY_CLASSES), weights=weights))
+            kappa = cohen_kappa_score(y, pred, labels=list(DENSITY_CLASSES), weights=weights)
+            result[f"kappa_{weights}"] = float(kappa)
     result["accuracy"] = float(np.mean(y == pred))
     result["dense_accuracy"] = float(np.mean((y >= 3) == (pred >= 3)))
     result["majority_class_rate"] = float(np.unique(y, return_counts=True)[1].max() / len(y))
@@ -166,7 +191,9 @@ def malignancy_metrics(y_true: Any, p: Any, threshold: float = 0.5) -> dict[str,
     ``threshold``, ``accuracy``, ``sensitivity``, ``specificity``, ``ppv``, ``npv`` (at ``p >= threshold``) and
     ``confusion_matrix`` ``[[TN, FP], [FN, TP]]``. AUC and PR AUC are NaN unless both classes are present.
     """
-    y, p = _finite_rows(y_true, p)
+    y, p = _finite_rows(y_true, np.asarray(p, dtype=np.float64).reshape(-1))
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("malignancy labels must be 0 (benign) or 1 (malignant)")
     pred = (p >= threshold).astype(float)
     cm = confusion_matrix(y, pred, labels=[0.0, 1.0]) if len(y) else np.zeros((2, 2), int)
     (tn, fp), (fn, tp) = cm
@@ -183,7 +210,9 @@ def malignancy_metrics(y_true: Any, p: Any, threshold: float = 0.5) -> dict[str,
     }
 
 
-def choose_threshold(y_true_val: Any, p_val: Any, rule: str = "youden", target_sensitivity: float | None = None) -> float:
+def choose_threshold(
+    y_true_val: Any, p_val: Any, rule: str = "youden", target_sensitivity: float | None = None
+) -> float:
     """Decision threshold for ``p >= threshold``, chosen on the validation split.
 
     Rules: ``"youden"`` maximizes Youden's J = sensitivity + specificity − 1 over the distinct validation scores
@@ -210,7 +239,9 @@ def choose_threshold(y_true_val: Any, p_val: Any, rule: str = "youden", target_s
     try:
         target = float(value)
     except ValueError:
-        raise ValueError(f"unknown threshold rule {rule!r}; use 'youden', 'sensitivity>=x' or 'specificity>=x'") from None
+        raise ValueError(
+            f"unknown threshold rule {rule!r}; use 'youden', 'sensitivity>=x' or 'specificity>=x'"
+        ) from None
     if name == "sensitivity" and (tpr >= target).any():
         return float(thresholds[np.argmax(tpr >= target)])
     if name == "specificity" and (1 - fpr >= target).any():
@@ -254,7 +285,8 @@ def subgroup_table(
             rows.append({
                 "group": column, "level": level, "n_images": len(part),
                 "n_patients": int(part["patient_id"].nunique()) if "patient_id" in part else math.nan,
-                "n_density": dens["n"], "density_accuracy": dens["accuracy"], "kappa_quadratic": dens["kappa_quadratic"],
+                "n_density": dens["n"], "density_accuracy": dens["accuracy"],
+                "kappa_quadratic": dens["kappa_quadratic"],
                 "n_malignancy": mal["n"], "n_malignant": mal["n_malignant"], "roc_auc": mal["roc_auc"],
                 "sensitivity": mal["sensitivity"], "specificity": mal["specificity"],
             })
@@ -264,7 +296,7 @@ def subgroup_table(
 def most_confident_mistakes(
     predictions: pd.DataFrame, k: int = 10, threshold: float = 0.5, task: str = "both"
 ) -> pd.DataFrame:
-    """The ``k`` wrong predictions made with the most confidence, per task (``"density"``, ``"malignancy"``, ``"both"``).
+    """The ``k`` most confident wrong predictions, per task: ``"density"``, ``"malignancy"`` or ``"both"``.
 
     Confidence in the wrong answer: the top density probability, or ``p`` (predicted malignant) / ``1 - p``
     (predicted benign) at ``threshold``. The scales differ (≥ 0.25 vs ≥ 0.5), so ``"both"`` ranks each task
@@ -328,28 +360,13 @@ def _headline_replicates(frame: pd.DataFrame, threshold: float):
 
 def _calibration(test: pd.DataFrame, val: pd.DataFrame, n_bins: int) -> dict[str, Any]:
     section: dict[str, Any] = {"n_bins": n_bins, "method": "temperature scaling", "fitted_on": "val"}
-    tasks = {
-        "malignancy": (malignancy_labels, [MALIGNANCY_PROB_COLUMN], None),
-        "density": (density_labels, list(DENSITY_PROB_COLUMNS), DENSITY_CLASSES),
-    }
-    for task, (get_labels, columns, classes) in tasks.items():
+    for task, get_labels, columns, classes in (
+        ("malignancy", malignancy_labels, MALIGNANCY_PROB_COLUMN, None),
+        ("density", density_labels, list(DENSITY_PROB_COLUMNS), DENSITY_CLASSES),
+    ):
         y_val, p_val = _finite_rows(get_labels(val), val[columns].to_numpy(np.float64))
         y_test, p_test = _finite_rows(get_labels(test), test[columns].to_numpy(np.float64))
-        p_val, p_test = (p_val[:, 0], p_test[:, 0]) if classes is None else (p_val, p_test)
-        if len(y_val) == 0 or len(y_test) == 0:
-            section[task] = {"temperature": math.nan, "ece_before": math.nan, "ece_after": math.nan}
-            continue
-        temperature = cal.fit_temperature(p_val, y_val, classes=classes)
-        after_val, after_test = (cal.apply_temperature(p, temperature) for p in (p_val, p_test))
-        ece = lambda y, p: cal.expected_calibration_error(y, p, n_bins, classes)  # noqa: E731
-        section[task] = {
-            "temperature": temperature, "ece_before": ece(y_test, p_test), "ece_after": ece(y_test, after_test),
-            "val_ece_before": ece(y_val, p_val), "val_ece_after": ece(y_val, after_val),
-            "nll_before": cal.negative_log_likelihood(y_test, p_test, classes),
-            "nll_after": cal.negative_log_likelihood(y_test, after_test, classes),
-            "reliability_before": cal.reliability_bins(y_test, p_test, n_bins, classes).to_dict("records"),
-            "reliability_after": cal.reliability_bins(y_test, after_test, n_bins, classes).to_dict("records"),
-        }
+        section[task] = cal.calibration_report(y_val, p_val, y_test, p_test, n_bins, classes)
     return section
 
 
@@ -388,20 +405,27 @@ def evaluate_predictions(
     The threshold and the temperatures are fitted on ``val_preds`` and applied to ``test_preds``; if the validation
     split lacks a malignancy class the threshold falls back to 0.5 and the rule says so. Each headline metric
     (:data:`HEADLINE_METRICS`) is ``{"value", "ci_low", "ci_high", "n_boot_used", "ci_widened"}`` with a
-    patient-level percentile bootstrap interval (``1 - alpha`` level). See the README for the full layout.
+    patient-level percentile bootstrap interval (``1 - alpha`` level).
+
+    Layout: ``data`` (split, n_images, n_patients, labelled counts, source, synthetic, validation sizes, patients
+    shared with validation); ``density`` (headline entries + n, majority_class_rate, labels, confusion_matrix);
+    ``malignancy`` (headline entries + threshold {value, chosen_on, rule}, n, n_malignant, prevalence, brier,
+    accuracy, ppv, npv, confusion_matrix, and the same at 0.5); ``joint_accuracy`` (entry + n, joint_probs,
+    majority_class_rate); ``calibration`` ({malignancy, density}: :func:`calibration.calibration_report`);
+    ``subgroups`` and ``most_confident_mistakes`` (lists of rows); ``bootstrap`` (n_boot, seed, level, method, unit).
     """
-    try:
-        threshold, rule = choose_threshold(malignancy_labels(val_preds), val_preds[MALIGNANCY_PROB_COLUMN],
-                                           threshold_rule), threshold_rule
-    except ValueError as error:
-        threshold, rule = 0.5, f"fixed 0.5 ({error})"
+    y_val = malignancy_labels(val_preds)
+    if len(np.unique(y_val[np.isfinite(y_val)])) == 2:
+        threshold, rule = choose_threshold(y_val, val_preds[MALIGNANCY_PROB_COLUMN], threshold_rule), threshold_rule
+    else:
+        threshold, rule = 0.5, "fixed 0.5 (the validation split lacks benign or malignant cases)"
     dens = density_metrics(density_labels(test_preds), test_preds[list(DENSITY_PROB_COLUMNS)])
     mal = malignancy_metrics(malignancy_labels(test_preds), test_preds[MALIGNANCY_PROB_COLUMN], threshold)
     half = malignancy_metrics(malignancy_labels(test_preds), test_preds[MALIGNANCY_PROB_COLUMN], 0.5)
     joint, joint_source = _joint_probs(test_preds)
     points = {f"density.{k}": dens[k] for k in ("accuracy", "kappa_quadratic", "kappa_linear", "dense_accuracy")}
     points |= {f"malignancy.{k}": mal[k] for k in ("roc_auc", "pr_auc", "sensitivity", "specificity")}
-    points |= {"malignancy.sensitivity_at_0.5": half["sensitivity"], "malignancy.specificity_at_0.5": half["specificity"]}
+    points |= {f"malignancy.{k}_at_0.5": half[k] for k in ("sensitivity", "specificity")}
     points["joint_accuracy"] = joint_accuracy(density_labels(test_preds), malignancy_labels(test_preds), joint)
     group = "patient_id" if "patient_id" in test_preds.columns else None
     replicates = boot.bootstrap_replicates(test_preds, _headline_replicates(test_preds, threshold), n_boot, seed,
