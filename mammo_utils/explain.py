@@ -11,18 +11,23 @@ Scores (the quantity whose gradient is taken)
 The output layers are ``Dense`` layers with a softmax/sigmoid activation; their logits are recomputed from
 the layer's input and weights, so the pre-activation scores of the Grad-CAM paper are reachable.
 
-* ``density`` (two-head models): the logit of the chosen class (``score="logit"``, default) or its
-  log-probability (``score="probability"``; after the per-image normalization the map of ``log p`` is the
-  same as the map of ``p``, because ``d p = p · d log p`` and Grad-CAM is positively homogeneous in the
-  gradient, while ``log p`` does not underflow for confident models).
-* ``malignancy``: the log-odds ``logit(p)``; its map equals the map of ``p`` for the same reason.
+Grad-CAM divides each map by its maximum, and ``ReLU(sum_k w_k A_k)`` scales with a positive factor on the
+gradient, so a score and any positive per-image multiple of its gradient give the same map.
+
+* ``density``, ``score="probability"`` (default): the map of the chosen class probability ``p_c``. It is
+  computed from ``z_c - sum_{j != c} q_j z_j`` (``q`` = softmax over the other classes, held constant), whose
+  gradient is ``d log p_c / (1 - p_c)``: the same map as ``p_c``, without underflow for confident models.
+  It contrasts the class with its competitors and does not change if a constant is added to all logits
+  (which leaves a softmax unchanged); in a planted-signal experiment it localized better than the raw logit.
+* ``density``, ``score="logit"``: the raw logit ``z_c`` of the chosen class (the Grad-CAM paper's choice).
+* ``malignancy``: the log-odds ``logit(p)`` in both modes; its map equals the map of ``p`` (``dp = p(1-p) dz``).
   ``malignancy_target="benign"`` uses ``-logit(p)``, i.e. the direction of ``1 - p``.
 * the seed model (one ``"joint"`` softmax over ``(density - 1) * 2 + malignant``): heads are the marginals
   of the joint distribution. With joint logits ``z``, density class ``k`` has the (unnormalized) log marginal
   ``logsumexp(z[2k], z[2k+1])`` (its softmax over k is exactly the marginal density distribution), and
   malignancy has the exact marginal log-odds ``logsumexp(z[odd]) - logsumexp(z[even])``.
-* any other output layer (not a softmax/sigmoid ``Dense``): the logarithm of the output probabilities is used
-  in both modes.
+* any other output layer (not a softmax/sigmoid ``Dense``): the logarithm of its probabilities stands in for
+  the logits.
 
 Maps
 ----
@@ -75,6 +80,9 @@ class GradCAMResult:
         ``"malignant"`` or ``"benign"``: the direction the malignancy map explains.
     joint_probs : np.ndarray or None
         float32 ``(N, 8)`` joint softmax of the seed model; None for two-head models.
+    density_logits, malignancy_logit : np.ndarray
+        float32 ``(N, 4)`` and ``(N,)``: ``softmax(density_logits) = density_probs`` and
+        ``sigmoid(malignancy_logit) = malignancy_prob`` (for temperature scaling without a lossy inverse).
     """
 
     cams: dict[str, np.ndarray]
@@ -83,6 +91,8 @@ class GradCAMResult:
     density_class: np.ndarray
     malignancy_target: str
     joint_probs: np.ndarray | None = None
+    density_logits: np.ndarray | None = None
+    malignancy_logit: np.ndarray | None = None
 
 
 def _dense_logit_source(model: keras.Model, name: str) -> tuple[Any, keras.layers.Layer | None, str]:
@@ -121,9 +131,9 @@ class GradCAM:
         A functional model with one image input and a layer named ``layer_name``.
     layer_name : str
         Layer whose output (N, h, w, C) is explained; default :data:`~mammo_utils.models.LAST_CONV_LAYER`.
-    score : {"logit", "probability"}
-        Density score: the class logit (default) or its log-probability (same map as the probability).
-        The malignancy score is the log-odds in both modes.
+    score : {"probability", "logit"}
+        Density score: the class probability (default, computed without underflow) or the raw class logit.
+        The malignancy map is that of the log-odds (equal to the map of the probability) in both modes.
 
     Examples
     --------
@@ -134,7 +144,7 @@ class GradCAM:
     """
 
     def __init__(self, model: keras.Model, layer_name: str = LAST_CONV_LAYER,
-                 score: Literal["logit", "probability"] = "logit") -> None:
+                 score: Literal["probability", "logit"] = "probability") -> None:
         if score not in ("logit", "probability"):
             raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
         if len(model.inputs) != 1:
@@ -165,8 +175,6 @@ class GradCAM:
             name=f"{model.name}_gradcam",
         )
         self._functions: dict[tuple[str, ...], Any] = {}
-        import os
-        self._jacobian = os.environ.get("JAC") == "1"
 
     # ------------------------------------------------------------------------------------------ the graph
     def _head_logits(self, tensors: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
@@ -179,6 +187,20 @@ class GradCAM:
         density = tf.reduce_logsumexp(pairs, axis=2)
         malignancy = tf.reduce_logsumexp(pairs[:, :, 1], axis=1) - tf.reduce_logsumexp(pairs[:, :, 0], axis=1)
         return density, malignancy, joint
+
+    def _density_score(self, logits: tf.Tensor, chosen: tf.Tensor) -> tf.Tensor:
+        """Per-image density score: the class logit, or the logit minus the competitors' weighted logits.
+
+        ``d log p_c = (1 - p_c) · d(z_c - sum_{j != c} q_j z_j)`` with ``q`` the softmax over the other
+        classes (held constant), so the second score has the map of ``p_c`` without underflowing when the
+        model is confident (``1 - p_c`` rounding to 0).
+        """
+        target = tf.gather(logits, chosen, axis=1, batch_dims=1)
+        if self.score == "logit":
+            return target
+        is_chosen = tf.one_hot(chosen, _N_DENSITY, dtype=logits.dtype)
+        others = tf.stop_gradient(tf.nn.softmax(logits - 1e9 * is_chosen))
+        return target - tf.reduce_sum(others * logits, axis=1)
 
     def _cam(self, activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
         weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
@@ -205,21 +227,16 @@ class GradCAM:
                                   density_class)
                 scores = {}
                 if DENSITY_OUTPUT in heads:
-                    target = tf.nn.log_softmax(density) if self.score == "probability" else density
-                    scores[DENSITY_OUTPUT] = tf.reduce_sum(tf.gather(target, chosen, axis=1, batch_dims=1))
+                    scores[DENSITY_OUTPUT] = tf.reduce_sum(self._density_score(density, chosen))
                 if MALIGNANCY_OUTPUT in heads:
                     scores[MALIGNANCY_OUTPUT] = tf.reduce_sum(malignancy_sign * malignancy)
-                stacked_scores = tf.stack([scores[head] for head in heads])
-            if len(heads) == 1 or not self._jacobian:
-                grads = {head: tape.gradient(scores[head], activations) for head in heads}
-            else:
-                stacked = tape.jacobian(stacked_scores, activations)
-                grads = {head: stacked[i] for i, head in enumerate(heads)}
-            out = {f"cam_{head}": self._cam(activations, grads[head]) for head in heads}
+            out = {f"cam_{head}": self._cam(activations, tape.gradient(scores[head], activations)) for head in heads}
             del tape
             out["density_probs"] = tf.nn.softmax(density)
             out["malignancy_prob"] = tf.sigmoid(malignancy)
             out["density_class"] = chosen
+            out["density_logits"] = density
+            out["malignancy_logit"] = malignancy
             if joint is not None:
                 out["joint_probs"] = tf.nn.softmax(joint)
             return out
@@ -298,6 +315,8 @@ class GradCAM:
             density_class=merged["density_class"].astype(np.int32),
             malignancy_target=malignancy_target,
             joint_probs=merged["joint_probs"].astype(np.float32) if "joint_probs" in merged else None,
+            density_logits=merged["density_logits"].astype(np.float32),
+            malignancy_logit=merged["malignancy_logit"].astype(np.float32),
         )
 
     def warmup(self, heads: Sequence[str] = HEADS) -> None:
@@ -353,21 +372,8 @@ def mask_to_content(cam: np.ndarray, content_shape: Any, renormalize: bool = Tru
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
     """Blend a grey image with a colour-mapped heat map: ``(1 - alpha) · grey + alpha · cmap(cam)``.
 
-    Parameters
-    ----------
-    image : np.ndarray
-        ``(H, W)`` or ``(H, W, 1)`` grey image in [0, 1] (values outside are clipped).
-    cam : np.ndarray
-        ``(H, W)`` map in [0, 1] (clipped).
-    alpha : float
-        Heat-map weight in [0, 1].
-    cmap : str
-        Matplotlib colour map name.
-
-    Returns
-    -------
-    np.ndarray
-        float32 ``(H, W, 3)`` RGB in [0, 1].
+    ``image`` is ``(H, W)`` or ``(H, W, 1)`` grey in [0, 1], ``cam`` is ``(H, W)`` in [0, 1] (both clipped),
+    ``alpha`` in [0, 1], ``cmap`` a Matplotlib colour map name. Returns float32 ``(H, W, 3)`` RGB in [0, 1].
     """
     grey = np.asarray(image, dtype=np.float32)
     grey = grey[..., 0] if grey.ndim == 3 and grey.shape[-1] == 1 else grey
@@ -399,22 +405,8 @@ def gradcam_gallery(images: Sequence[np.ndarray], cams: Sequence[np.ndarray], ti
                     ncols: int = 4, alpha: float = 0.4, cmap: str = "jet", suptitle: str | None = None) -> Figure:
     """A grid of Grad-CAM overlays, one per image with its title, and one shared colour bar.
 
-    Parameters
-    ----------
-    images, cams : sequences of np.ndarray
-        Equally long; each pair on the same (H, W) grid.
-    titles : sequence of str, optional
-        One per image (e.g. "true c / pred d, p(malig)=0.81").
-    ncols : int
-        Columns of the grid.
-    alpha, cmap : float, str
-        Passed to :func:`overlay`.
-    suptitle : str, optional
-        Figure title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
+    ``images`` and ``cams`` are equally long, each pair on one (H, W) grid; ``titles`` one per image (e.g.
+    "true c / pred d, p(malig)=0.81"); ``alpha`` and ``cmap`` go to :func:`overlay`; ``suptitle`` titles the figure.
     """
     n = len(images)
     titles = list(titles) if titles is not None else [""] * n
