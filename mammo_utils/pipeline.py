@@ -109,7 +109,8 @@ class CachedImages:
         keys = [_path_key(p) for p in rows["image_path"]]
         missing = [p for p in keys if p not in index.index]
         if missing:
-            raise KeyError(f"{len(missing)} image(s) are not in this cache, e.g. {missing[:3]}; run build_cache on them")
+            raise KeyError(f"{len(missing)} image(s) are not in this cache, e.g. {missing[:3]}; "
+                           "run build_cache on them")
         return self._stack[index.loc[keys].to_numpy()][..., None]
 
     def images(self, manifest: pd.DataFrame | None = None) -> np.ndarray:
@@ -153,8 +154,9 @@ def _write_atomic(target: Path, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _standardize_chunk(items: list[tuple[str, str]], size: tuple[int, int]) -> list[tuple[str, dict | None, str | None]]:
-    """Worker: read, standardize and cache each ``(image_path, cache stem)``; one full image in memory at a time."""
+def _standardize_chunk(items: list[tuple[str, str]],
+                       size: tuple[int, int]) -> list[tuple[str, dict | None, str | None]]:
+    """Worker: read, standardize and cache each ``(image_path, cache stem)``; one full image at a time."""
     from mammo_utils.io import read_mammogram
     from mammo_utils.standardize import standardize
 
@@ -166,7 +168,7 @@ def _standardize_chunk(items: list[tuple[str, str]], size: tuple[int, int]) -> l
             quantized = np.round(result.image * 255.0).clip(0, 255).astype(CACHE_DTYPE)
             top, left, bottom, right = result.crop_box
             record = {
-                "crop_top": top, "crop_left": left, "crop_bottom": bottom, "crop_right": right,
+                "crop_top": int(top), "crop_left": int(left), "crop_bottom": int(bottom), "crop_right": int(right),
                 "flipped": bool(result.flipped), "scale": float(result.scale),
                 "found_breast": bool(result.found_breast), "labels_removed": int(result.labels_removed),
                 "content_height": int(result.content_shape[0]), "content_width": int(result.content_shape[1]),
@@ -211,10 +213,14 @@ def _run_jobs(todo: list[tuple[str, str]], size: tuple[int, int], workers: int,
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
             futures = [pool.submit(_standardize_chunk, part, size) for part in chunks]
-            for future in as_completed(futures):
-                done = future.result()
-                results.extend(done)
-                bar.update(len(done))
+            try:
+                for future in as_completed(futures):
+                    done = future.result()
+                    results.extend(done)
+                    bar.update(len(done))
+            except BaseException:  # e.g. KeyboardInterrupt: do not wait for the queued chunks
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     return results
 
 
@@ -346,8 +352,9 @@ def class_weights(manifest: pd.DataFrame, target: str = "multitask") -> dict[str
     return {DENSITY_KEY: table(density, has_density), MALIGNANCY_KEY: table(malignant.astype(np.int32), has_pathology)}
 
 
-def targets_and_weights(manifest: pd.DataFrame, target: str = "multitask", balance: bool = False
-                        ) -> tuple[np.ndarray, dict[str, np.ndarray] | np.ndarray, dict[str, np.ndarray] | np.ndarray | None]:
+def targets_and_weights(
+    manifest: pd.DataFrame, target: str = "multitask", balance: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray] | np.ndarray, dict[str, np.ndarray] | np.ndarray | None]:
     """Keras targets and sample weights for ``manifest`` (see the module notes on missing labels).
 
     Returns
