@@ -264,6 +264,7 @@ def train(
     steps_per_epoch: int | None = None,
     balance: bool = True,
     model_kwargs: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> RunResult:
     """Train ``"default"``, ``"seed"`` or ``"transfer"`` on a manifest; write a run directory.
 
@@ -298,6 +299,8 @@ def train(
         Inverse-class-frequency sample weights (see :mod:`mammo_utils.pipeline`).
     model_kwargs : dict, optional
         Extra arguments for the model builder (e.g. ``{"width": 16}`` or ``{"weights": "imagenet"}``).
+    callbacks : list of keras.callbacks.Callback, optional
+        Extra callbacks for ``fit`` (e.g. a timer); they run after the built-in ones.
 
     Returns
     -------
@@ -361,13 +364,15 @@ def train(
 
     model_path = run_dir / "model.keras"
     model_path.unlink(missing_ok=True)  # a reused run_dir must not keep an older run's model
-    callbacks = [
+    fit_callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         BestModelCheckpoint(model_path, monitor="val_loss"),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2), verbose=0),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        *(callbacks or []),
     ]
     network.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                callbacks=callbacks, verbose=verbose, shuffle=False)
+                callbacks=fit_callbacks, verbose=verbose, shuffle=False)
     if not model_path.exists():  # val_loss was never finite: keep the last weights all the same
         warnings.warn("validation loss never improved (NaN?); saving the last weights", stacklevel=2)
         keras.Model(network.input, network.output, name=network.name).save(model_path)

@@ -6,12 +6,16 @@ The committed notebooks are also re-run by ``pytest --nbval-lax`` (see pyproject
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
+
+from mammo_utils.evaluate import HEADLINE_METRICS, metric_entry
+from mammo_utils.train import RUN_FILES, latest_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -24,6 +28,8 @@ EXPECTED_FIGURES = {
         "01_intensity_histograms.png",
         "01_standardization_sample.png",
     ],
+    "02_train": ["02_architecture_seed.png", "02_architecture_default.png", "02_training_curves.png"],
+    "03_evaluate": ["03_confusion_matrices.png", "03_roc_pr.png", "03_reliability.png", "03_gradcam_gallery.png"],
 }
 
 
@@ -49,6 +55,16 @@ def test_notebook_runs_in_fast_mode(notebook: Path, tmp_path: Path):
     for name in EXPECTED_FIGURES.get(notebook.stem, []):
         figure = _home() / "figures" / name
         assert figure.is_file() and figure.stat().st_size > 5_000, f"{notebook.stem} did not write {name}"
+    if notebook.stem == "02_train":
+        run_dir = latest_run_dir()
+        assert all((run_dir / name).is_file() for name in RUN_FILES)
+        assert json.loads((run_dir / "params.json").read_text())["status"] == "finished"
+    if notebook.stem == "03_evaluate":
+        metrics = json.loads((latest_run_dir() / "metrics.json").read_text())
+        for name in HEADLINE_METRICS:
+            entry = metric_entry(metrics, name)
+            if entry["value"] is not None:
+                assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], name
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)

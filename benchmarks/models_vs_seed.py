@@ -1,0 +1,155 @@
+"""The seed model vs the compact default model, side by side in one run, on the same synthetic split and epochs.
+
+For each model (each in its own subprocess, so peak memory is its own): parameters, training images/s,
+inference images/s, peak RSS, and — on the held-out synthetic *test* split — density accuracy, quadratic-weighted
+κ and malignancy ROC AUC with patient-level bootstrap 95 % CIs. Prints a table and the default/seed ratios.
+
+The seed model trains at about 1 image/s on 2 CPU cores, so by default both models see the same capped training
+set (``--max-train`` images, patient-level sample of the train split) for ``--epochs`` epochs.
+
+Usage::
+
+    .venv/bin/python benchmarks/models_vs_seed.py [--epochs 2] [--max-train 400] [--batch-size 16] [--seed 42]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = ("default", "seed")
+
+
+def _split_manifest(max_train: int, seed: int, out: Path) -> Path:
+    from mammo_utils import datasets
+    from mammo_utils.splits import split_by_patient
+
+    manifest = split_by_patient(datasets.load("synthetic", seed=seed), seed=seed)
+    train = manifest[manifest["split"] == "train"]
+    patients = train["patient_id"].drop_duplicates().sample(frac=1.0, random_state=seed)
+    keep, count = [], 0
+    for patient in patients:  # whole patients until the cap
+        n = int((train["patient_id"] == patient).sum())
+        if count + n > max_train:
+            break
+        keep.append(patient)
+        count += n
+    capped = manifest[(manifest["split"] != "train") | manifest["patient_id"].isin(keep)]
+    capped.to_csv(out, index=False)
+    return out
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """Train and evaluate one model; print one JSON line."""
+    import keras
+    import pandas as pd
+
+    from mammo_utils.datasets.schema import make_manifest
+    from mammo_utils.evaluate import metric_entry
+    from mammo_utils.evaluate_run import evaluate_run
+    from mammo_utils.models import count_params
+    from mammo_utils.train import train
+
+    class FitTimer(keras.callbacks.Callback):
+        """Wall time of the training batches only (no validation, no checkpointing)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds, self.images = 0.0, 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds += time.perf_counter() - self._start
+            self.images += args.batch_size
+
+    frame = pd.read_csv(args.manifest)
+    manifest = make_manifest(frame, extra=[c for c in frame.columns if c not in make_manifest([]).columns])
+    timer = FitTimer()
+    run = train(manifest, model=args.worker, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                run_dir=Path(args.out) / args.worker, patience=args.epochs, verbose=0, callbacks=[timer])
+    evaluation = evaluate_run(run.run_dir, n_boot=args.n_boot, seed=args.seed)
+    images = evaluation.cached.images(evaluation.test)
+    run.model.predict(images[: args.batch_size], batch_size=args.batch_size, verbose=0)  # warm-up
+    start = time.perf_counter()
+    run.model.predict(images, batch_size=32, verbose=0)
+    inference = len(images) / (time.perf_counter() - start)
+    result = {
+        "model": args.worker,
+        "params": count_params(run.model)["total"],
+        "train_images_per_s": timer.images / timer.seconds,
+        "inference_images_per_s": inference,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "n_train": int((manifest["split"] == "train").sum()),
+        "n_test": len(evaluation.test),
+        "metrics": {key: metric_entry(evaluation.metrics, key)
+                    for key in ("density.accuracy", "density.kappa_quadratic", "malignancy.roc_auc")},
+    }
+    print("RESULT " + json.dumps(result))
+
+
+def _fmt(entry: dict) -> str:
+    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-train", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
+    parser.add_argument("--manifest", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+    out = Path(tempfile.mkdtemp(prefix="models_vs_seed-"))
+    manifest = _split_manifest(args.max_train, args.seed, out / "manifest.csv")
+    results = {}
+    for model in MODELS:
+        command = [sys.executable, __file__, "--worker", model, "--manifest", str(manifest), "--out", str(out),
+                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+                   "--n-boot", str(args.n_boot)]
+        print(f"training and evaluating the {model} model ...", file=sys.stderr, flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            sys.exit(f"{model} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        results[model] = json.loads(lines[-1][len("RESULT "):])
+    first = results["default"]
+    print(f"\nSynthetic data, same patient-level split: {first['n_train']} training images, {args.epochs} epochs, "
+          f"batch {args.batch_size}; metrics on the held-out synthetic test split ({first['n_test']} images), "
+          f"95 % CI by patient-level bootstrap ({args.n_boot} replicates).\n")
+    header = f"{'':28}{'seed':>28}{'default':>28}{'default / seed':>16}"
+    print(header)
+    print("-" * len(header))
+    rows = [("parameters", "params", "{:,.0f}"), ("training images/s", "train_images_per_s", "{:.1f}"),
+            ("inference images/s", "inference_images_per_s", "{:.1f}"), ("peak RSS (GB)", "peak_rss_gb", "{:.2f}")]
+    for label, key, fmt in rows:
+        seed_v, default_v = results["seed"][key], results["default"][key]
+        print(f"{label:28}{fmt.format(seed_v):>28}{fmt.format(default_v):>28}{default_v / seed_v:>16.4f}")
+    for key, label in (("density.accuracy", "density accuracy"), ("density.kappa_quadratic", "density κ (quadratic)"),
+                       ("malignancy.roc_auc", "malignancy ROC AUC")):
+        seed_m, default_m = results["seed"]["metrics"][key], results["default"]["metrics"][key]
+        print(f"{label:28}{_fmt(seed_m):>28}{_fmt(default_m):>28}{default_m['value'] / seed_m['value']:>16.3f}")
+    from mammo_utils import paths
+
+    saved = paths.ensure_dir(paths.models_dir() / "benchmarks") / "models_vs_seed.json"
+    config = {"data": "synthetic", "split": "test", "epochs": args.epochs, "max_train": args.max_train,
+              "batch_size": args.batch_size, "seed": args.seed, "n_boot": args.n_boot}
+    saved.write_text(json.dumps({"config": config, "results": results}, indent=2))
+    print(f"\nrun directories: {out}\nresults: {saved}")
+
+
+if __name__ == "__main__":
+    main()
