@@ -172,10 +172,14 @@ def build_default_model(
 
 
 def _with_heads(inputs: Any, features: Any, dropout: float, name: str) -> keras.Model:
-    x = layers.GlobalAveragePooling2D(name="gap")(features)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
+    """Density from global *average* pooling (a whole-breast property); malignancy from average + *max* pooling,
+    so one small finding is not averaged away over the breast."""
+    average = layers.GlobalAveragePooling2D(name="gap")(features)
+    peak = layers.GlobalMaxPooling2D(name="gmp")(features)
+    x = layers.Dropout(dropout, name="head_dropout")(average)
+    lesion = layers.Dropout(dropout, name="lesion_dropout")(layers.Concatenate(name="gap_gmp")([average, peak]))
     density = layers.Dense(4, activation="softmax", name=DENSITY_OUTPUT)(x)
-    malignancy = layers.Dense(1, activation="sigmoid", name=MALIGNANCY_OUTPUT)(x)
+    malignancy = layers.Dense(1, activation="sigmoid", name=MALIGNANCY_OUTPUT)(lesion)
     return keras.Model(inputs, {DENSITY_OUTPUT: density, MALIGNANCY_OUTPUT: malignancy}, name=name)
 
 
