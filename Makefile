@@ -5,15 +5,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-NOTEBOOKS := 01_data 02_train
+NOTEBOOKS := 01_data 02_train 03_evaluate
 FAST ?= 0
 PAPERMILL_FLAGS := $(if $(filter 1 true True,$(FAST)),-p fast True,)
 
-.PHONY: run test venv system-deps clean help
+.PHONY: run test app venv system-deps clean help
 
 help:
 	@echo "make run    execute notebooks/ in order with papermill (FAST=1 for the quick CI-sized run)"
 	@echo "make test   run the test suite (unit, property-based, notebooks through papermill and nbval)"
+	@echo "make app    serve the upload-and-predict panel (notebooks/04_predict_widget) on http://127.0.0.1:$(APP_PORT)"
 	@echo "make clean  remove generated data, caches and the virtual environment"
 
 $(STAMP): pyproject.toml
@@ -25,10 +26,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# System packages (Debian): Graphviz draws the architecture diagrams. Installed with apt-get when missing
-# (as root, or with sudo); elsewhere install them with your package manager (conda: `conda install graphviz`).
+# System packages (Debian): Graphviz draws the architecture diagrams; Chromium is the browser the web-app test
+# drives with Playwright (at /usr/bin/chromium; Playwright's own browser download is not used). Installed with
+# apt-get when missing (as root, or with sudo); elsewhere install them with your package manager.
 system-deps:
 	@missing=""; command -v dot >/dev/null || missing="$$missing graphviz"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
@@ -42,6 +45,17 @@ run: system-deps $(STAMP)
 	  echo "== notebooks/$$nb.ipynb"; \
 	  $(BIN)/papermill --cwd notebooks -k python3 $(PAPERMILL_FLAGS) notebooks/$$nb.ipynb notebooks/$$nb.ipynb; \
 	done
+
+# The panel as a web page: Voila on localhost only, code cells hidden (Voila's default), each cell stopped after
+# 300 s (time enough to train the fast fallback model when no run exists), idle kernels culled after 10 minutes,
+# uploads up to 200 MB per message. tests/test_webapp.py starts Voila with these same flags.
+APP_PORT ?= 8866
+VOILA_FLAGS := --no-browser --Voila.ip=127.0.0.1 --VoilaExecutor.timeout=300 \
+	--MappingKernelManager.cull_idle_timeout=600 --MappingKernelManager.cull_interval=60 \
+	--Voila.tornado_settings="{'websocket_max_message_size': 209715200}"
+
+app: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/voila notebooks/04_predict_widget.ipynb --port=$(APP_PORT) $(VOILA_FLAGS)
 
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest
