@@ -1,0 +1,55 @@
+"""One fast-trained default model for test_predict, test_widget, test_cli and test_webapp (trained once per session).
+
+The run lives in the session's ``MAMMO_HOME`` (set by the root conftest). A default-model run already recorded
+there (e.g. by the 02_train notebook test) is reused; otherwise the default model is trained in fast mode for one
+epoch on 64 synthetic images (about 30 s on 2 busy cores instead of ~80 s for the 200-image fast set), with
+TensorFlow's graph optimizer off as in tests/test_train.py. Such a briefly trained model gives nearly the same
+output for every image, so tests that must see predictions change use a hand-made probe model as well.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from mammo_utils.predict import Predictor
+
+
+def _reusable(run_dir: Path) -> bool:
+    params = run_dir / "params.json"
+    return (run_dir / "model.keras").is_file() and params.is_file() and \
+        json.loads(params.read_text()).get("model") == "default"
+
+
+@lru_cache(maxsize=1)
+def trained_run_dir() -> Path:
+    """A run directory of the default model, trained in fast mode (or reused)."""
+    from mammo_utils.train import latest_run_dir
+
+    try:
+        latest = latest_run_dir()
+        if _reusable(latest):
+            return latest
+    except FileNotFoundError:
+        pass
+    import tensorflow as tf
+
+    from mammo_utils import datasets, paths
+    from mammo_utils.splits import split_by_patient
+    from mammo_utils.train import train
+
+    options = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        images = datasets.generate_synthetic(paths.data_dir() / "synthetic_predict_tests", n=64, seed=42)
+        manifest = split_by_patient(images, seed=42)
+        return train(manifest, model="default", fast=True, epochs=1, batch_size=16, seed=42, verbose=0).run_dir
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False, **options})
+
+
+@lru_cache(maxsize=1)
+def trained_predictor() -> Predictor:
+    """A :class:`Predictor` of :func:`trained_run_dir` (loaded and warmed up once)."""
+    return Predictor.from_run(trained_run_dir())
