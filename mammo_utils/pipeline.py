@@ -18,10 +18,10 @@ Decisions
   own weights: density by density class, malignancy by pathology. The seed model is weighted by its joint
   8-way class. Weights apply to training data only; validation rows get weight 1 (or 0, see below).
 * **Missing labels** (multi-task): a row missing density or pathology keeps training the other head; the
-  missing head gets sample weight 0 (a placeholder target of 0 is never learned from). Rows missing both
+  missing head gets sample weight 0 (a stand-in target of 0 is never learned from). Rows missing both
   are dropped with a warning. The seed's joint target needs both labels, so such rows are dropped with a
   warning. Note that the default model's metrics (accuracy, AUC) are compiled as unweighted ``metrics``,
-  so masked placeholder targets still count in *metrics* (never in the loss).
+  so masked stand-in targets still count in *metrics* (never in the loss).
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ def _balanced(values: pd.Series, mask: np.ndarray) -> np.ndarray:
 
 
 def _label_arrays(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Density class 0–3, malignant 0/1, and their 'present' masks (placeholders 0 where missing)."""
+    """Density class 0–3, malignant 0/1, and their 'present' masks (stand-in 0 where missing)."""
     density = [labels.density_from_any(v) for v in manifest["density"]]
     pathology = [labels.pathology_from_any(v) for v in manifest["pathology"]]
     has_density = np.array([d is not None for d in density], dtype=bool)
