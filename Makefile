@@ -27,11 +27,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # System packages (Debian): Graphviz draws the architecture diagrams; Chromium is the browser the web-app test
-# drives with Playwright (at /usr/bin/chromium; Playwright's own browser download is not used). Installed with
-# apt-get when missing (as root, or with sudo); elsewhere install them with your package manager.
+# drives with Playwright (at /usr/bin/chromium; Playwright's own browser download is not used); PostgreSQL is the
+# server the submission-store tests start in a temporary folder (initdb/pg_ctl from /usr/lib/postgresql/*/bin; no
+# system cluster is needed). Installed with apt-get when missing (as root, or with sudo); elsewhere install them
+# with your package manager.
 system-deps:
 	@missing=""; command -v dot >/dev/null || missing="$$missing graphviz"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
