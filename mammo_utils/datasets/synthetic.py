@@ -20,6 +20,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from mammo_utils.datasets.synthetic_phantom import (
 
 __all__ = ["generate_synthetic", "load_synthetic", "plan_synthetic", "synthetic_phantom", "default_dir"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_N = 2000
 FAST_N = 200
 EXTRA_COLUMNS: tuple[str, ...] = (
@@ -58,8 +59,12 @@ def default_dir(fast: bool = False) -> Path:
     return paths.data_dir() / ("synthetic_fast" if fast else "synthetic")
 
 
-def plan_synthetic(n: int, seed: int = 42) -> list[dict[str, Any]]:
+def plan_synthetic(n: int, seed: int = 42,
+                   density_probabilities: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """Draw patients, labels, label noise and findings for ``n`` images, without drawing any pixels.
+
+    ``density_probabilities`` (four numbers summing to 1, BI-RADS a..d) replaces the default density mix
+    :data:`DENSITY_PROBABILITIES`, e.g. to make a synthetic set whose distribution differs from the training data.
 
     Returns
     -------
@@ -69,6 +74,7 @@ def plan_synthetic(n: int, seed: int = 42) -> list[dict[str, Any]]:
     """
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    mix = _density_mix(density_probabilities)
     rng = np.random.default_rng([int(seed), 0])
     jobs: list[dict[str, Any]] = []
     patient = 0
@@ -77,7 +83,7 @@ def plan_synthetic(n: int, seed: int = 42) -> list[dict[str, Any]]:
         remaining = n - len(jobs)
         count = 4 if rng.random() < FOUR_IMAGE_PROBABILITY else 2
         count = min(count, remaining if remaining != 3 else 2)
-        density = int(rng.choice(4, p=DENSITY_PROBABILITIES)) + 1
+        density = int(rng.choice(4, p=mix)) + 1
         fraction = sample_dense_fraction(rng, density)
         noisy_density = density
         if rng.random() < DENSITY_NOISE:
@@ -105,6 +111,17 @@ def plan_synthetic(n: int, seed: int = 42) -> list[dict[str, Any]]:
                     "label_noise": flipped or noisy_density != density,
                 })
     return jobs
+
+
+def _density_mix(probabilities: Sequence[float] | None) -> tuple[float, ...]:
+    """The density mix to draw from: the default, or four non-negative numbers summing to 1."""
+    if probabilities is None:
+        return DENSITY_PROBABILITIES
+    mix = tuple(float(p) for p in probabilities)
+    if len(mix) != 4 or not all(np.isfinite(mix)) or min(mix) < 0 or not np.isclose(sum(mix), 1.0):
+        raise ValueError("density_probabilities must be four non-negative numbers (BI-RADS a, b, c, d) "
+                         f"summing to 1, got {probabilities!r}")
+    return mix
 
 
 def _render_chunk(jobs: list[dict[str, Any]], images_dir: str, seed: int) -> list[dict[str, Any]]:
@@ -139,9 +156,12 @@ def _render_chunk(jobs: list[dict[str, Any]], images_dir: str, seed: int) -> lis
     return rows
 
 
-def _params(n: int, seed: int) -> dict[str, Any]:
-    return {"name": "synthetic", "generator_version": GENERATOR_VERSION, "n": int(n), "seed": int(seed),
-            "image_shape": list(IMAGE_SHAPE)}
+def _params(n: int, seed: int, mix: tuple[float, ...] = DENSITY_PROBABILITIES) -> dict[str, Any]:
+    params = {"name": "synthetic", "generator_version": GENERATOR_VERSION, "n": int(n), "seed": int(seed),
+              "image_shape": list(IMAGE_SHAPE)}
+    if mix != DENSITY_PROBABILITIES:  # recorded only when changed, so existing default sets stay reusable
+        params["density_probabilities"] = list(mix)
+    return params
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -186,7 +206,8 @@ def _run(jobs: list[dict[str, Any]], images_dir: Path, seed: int, workers: int) 
 
 
 def generate_synthetic(out_dir: str | os.PathLike[str] | None = None, n: int = DEFAULT_N, seed: int = 42,
-                       fast: bool = False, workers: int | None = None, overwrite: bool = False) -> pd.DataFrame:
+                       fast: bool = False, workers: int | None = None, overwrite: bool = False,
+                       density_probabilities: Sequence[float] | None = None) -> pd.DataFrame:
     """Generate (or reuse) the synthetic data set and return its manifest.
 
     Parameters
@@ -203,6 +224,9 @@ def generate_synthetic(out_dir: str | os.PathLike[str] | None = None, n: int = D
         Worker processes (default ``os.cpu_count()``); results do not depend on it.
     overwrite
         Regenerate even if a complete set with the same parameters exists.
+    density_probabilities
+        Four probabilities of BI-RADS a..d per patient (default :data:`DENSITY_PROBABILITIES`); a different
+        mix makes a synthetic set whose distribution differs from the default one (e.g. synthetic "submissions").
 
     Returns
     -------
@@ -219,12 +243,13 @@ def generate_synthetic(out_dir: str | os.PathLike[str] | None = None, n: int = D
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     n = min(int(n), FAST_N) if fast else int(n)
     out_dir = Path(out_dir) if out_dir is not None else default_dir(fast)
-    params = _params(n, int(seed))
+    mix = _density_mix(density_probabilities)
+    params = _params(n, int(seed), mix)
     if not overwrite:
         existing = _existing(out_dir, params)
         if existing is not None:
             return existing
-    jobs = plan_synthetic(n, int(seed))
+    jobs = plan_synthetic(n, int(seed), mix)
     images_dir = paths.ensure_dir(out_dir / "images")
     (out_dir / "manifest.csv").unlink(missing_ok=True)  # the set is incomplete until the new manifest lands
     rows = _run(jobs, images_dir, int(seed), workers if workers is not None else (os.cpu_count() or 1))
