@@ -45,7 +45,7 @@ from mammo_utils.predictions_table import (
     predictions_frame,
 )
 
-# Re-exported for callers that import them from here (notebooks/03_evaluate.ipynb, evaluate_run, tests of
+# Re-exported for callers that use them as evaluate.X (notebooks/03_evaluate.ipynb, evaluate_run, gate, tests of
 # other modules, benchmarks): their home is predictions_table / evaluate_tables.
 __all__ = [
     "HEADLINE_METRICS",
@@ -53,6 +53,7 @@ __all__ = [
     "metric_entry",
     "metrics_table",
     "predictions_frame",
+    "to_jsonable",
     "write_metrics_json",
 ]
 

@@ -136,7 +136,7 @@ def test_evaluation_modules_do_not_import_tensorflow():
 
 
 def test_names_moved_out_are_still_importable_from_evaluate():
-    # notebooks/03_evaluate.ipynb, evaluate_run, benchmarks and other tests use them as evaluate.X
+    # notebooks/03_evaluate.ipynb, evaluate_run, gate, benchmarks and other tests use them as evaluate.X
     assert ev.predictions_frame is predictions_table.predictions_frame
-    for name in ("HEADLINE_METRICS", "metric_entry", "metrics_table", "write_metrics_json"):
+    for name in ("HEADLINE_METRICS", "metric_entry", "metrics_table", "to_jsonable", "write_metrics_json"):
         assert getattr(ev, name) is getattr(evaluate_tables, name), name
