@@ -247,6 +247,22 @@ def _point_latest(run_dir: Path) -> None:
     os.replace(tmp, root / LATEST_FILE)
 
 
+def _check_initial_model(network: keras.Model, model: str, image_size: int, strategy: Any) -> None:
+    """Refuse an ``initial_model`` that does not fit the run's model name, image size or strategy."""
+    if strategy is not None:
+        raise ValueError("initial_model cannot be combined with a distribution strategy; pass strategy=None")
+    if not isinstance(network, keras.Model):
+        raise TypeError(f"initial_model must be a keras.Model, got {type(network).__name__}")
+    is_seed = "joint" in network.output_names
+    if is_seed != (model == "seed"):
+        raise ValueError(f"initial_model {network.name!r} has {'the seed' if is_seed else 'a two-head'} output "
+                         f"but model={model!r}; pass the model name the initial model was built as")
+    shape = tuple(network.input_shape[1:3])
+    if shape != (image_size, image_size):
+        raise ValueError(f"initial_model takes {shape[0]}x{shape[1]} images but image_size={image_size}; "
+                         "pass the image_size it was trained with")
+
+
 def train(
     manifest: pd.DataFrame,
     model: str = "default",
@@ -265,6 +281,9 @@ def train(
     balance: bool = True,
     model_kwargs: dict[str, Any] | None = None,
     callbacks: list[Any] | None = None,
+    initial_model: keras.Model | None = None,
+    point_latest: bool = True,
+    extra_params: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train ``"default"``, ``"seed"`` or ``"transfer"`` on a manifest; write a run directory.
 
@@ -301,6 +320,15 @@ def train(
         Extra arguments for the model builder (e.g. ``{"width": 16}`` or ``{"weights": "imagenet"}``).
     callbacks : list of keras.callbacks.Callback, optional
         Extra callbacks for ``fit`` (e.g. a timer); they run after the built-in ones.
+    initial_model : keras.Model, optional
+        Start from this model (e.g. a loaded run's model, for fine-tuning) instead of building ``model``;
+        its layers' ``trainable`` flags are kept (freeze a backbone before calling). It is compiled afresh
+        with ``learning_rate``, and must match ``model`` (an 8-way ``"joint"`` output only for ``"seed"``).
+        Not combinable with ``strategy`` (its variables already exist outside the strategy's scope).
+    point_latest : bool
+        Point ``models/runs/LATEST`` at this run (False for candidate runs that must not replace it).
+    extra_params : dict, optional
+        Merged into ``params.json`` (e.g. the parent run of a fine-tuned model).
 
     Returns
     -------
@@ -310,6 +338,8 @@ def train(
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     if epochs < 1 or batch_size < 1 or image_size < 32:
         raise ValueError("epochs and batch_size must be positive and image_size at least 32")
+    if initial_model is not None:
+        _check_initial_model(initial_model, model, image_size, strategy)
     started = time.time()
     deterministic = _enable_determinism(seed)
     requested_epochs, requested_batch = epochs, batch_size
@@ -339,7 +369,8 @@ def train(
     distribution = _resolve_strategy(strategy)
     scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
     with scope:
-        network = build_model(model, input_shape=(image_size, image_size, 1), **(model_kwargs or {}))
+        network = initial_model if initial_model is not None else \
+            build_model(model, input_shape=(image_size, image_size, 1), **(model_kwargs or {}))
         compile_model(network, learning_rate=learning_rate)
     params: dict[str, Any] = {
         "model": model, "epochs": epochs, "requested_epochs": requested_epochs, "batch_size": batch_size,
@@ -355,6 +386,8 @@ def train(
                  "class_weights": pipeline.class_weights(train_rows, target) if balance else None,
                  "failed_images": cached.failed},
         "run_dir": str(run_dir.resolve()), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running",
+        "initial_model": initial_model.name if initial_model is not None else None,
+        **(extra_params or {}),
     }
     _write_json(run_dir / "params.json", params)
     _write_json(run_dir / "versions.json", versions())
@@ -383,6 +416,7 @@ def train(
         "best_val_loss": float(history["val_loss"].iloc[best]), "duration_s": round(time.time() - started, 2),
     })
     _write_json(run_dir / "params.json", params)
-    _point_latest(run_dir)
+    if point_latest:
+        _point_latest(run_dir)
     return RunResult(run_dir, network, history, params)
 
