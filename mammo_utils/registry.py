@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -102,8 +103,8 @@ def _version_number(name: str) -> int:
 def headline_metrics(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The gate's headline metrics (:data:`GATE_METRICS`) with their CIs, from an ``evaluate_predictions`` dict.
 
-    A flat mapping ``{name: {"value", "ci_low", "ci_high"}}`` or ``{name: float}`` is passed through (numbers are
-    wrapped as ``{"value": x}``). Returns None for None.
+    A flat mapping ``{name: {"value", "ci_low", "ci_high"}}`` or ``{name: float}`` is accepted too (numbers are
+    wrapped as ``{"value": x}``). NaN and missing values become None. Returns None for None.
     """
     if metrics is None:
         return None
@@ -116,11 +117,17 @@ def headline_metrics(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None
             entry = metrics[section][key]
         else:
             continue
-        if isinstance(entry, Mapping):
-            out[name] = {k: entry.get(k) for k in ("value", "ci_low", "ci_high")}
-        else:
-            out[name] = {"value": None if labels.is_missing(entry) else float(entry), "ci_low": None, "ci_high": None}
+        entry = entry if isinstance(entry, Mapping) else {"value": entry}
+        out[name] = {k: _number(entry.get(k)) for k in ("value", "ci_low", "ci_high")}
     return out
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for a missing / NaN / infinite value (the registry is strict JSON)."""
+    if value is None or labels.is_missing(value):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def data_hash(manifest: pd.DataFrame, *, content: bool = True) -> str:
@@ -269,7 +276,10 @@ class Registry:
                 "gate_promote": None if item.gate is None else item.gate.get("promote"),
                 "data_hash": item.data_hash, "run_dir": str(item.run_dir),
             })
-        return pd.DataFrame(rows, columns=list(VERSION_COLUMNS))
+        table = pd.DataFrame(rows, columns=list(VERSION_COLUMNS), dtype=object)  # None stays None
+        for column in ("density_kappa", "malignancy_auc"):
+            table[column] = pd.to_numeric(table[column]).astype(float)
+        return table
 
     def get(self, version: str) -> ModelVersion:
         """The version named ``version`` (e.g. ``"v2"``; ``"2"`` is read as ``"v2"``)."""
@@ -411,14 +421,12 @@ def current_run_dir(registry: Registry | None = None) -> Path:
     FileNotFoundError
         If neither exists, or the current version's run directory is gone.
     """
-    from mammo_utils.train import latest_run_dir
-
     registry = registry or Registry()
-    if not registry.path.is_file():
-        return latest_run_dir()
     try:
         item = registry.current()
     except RegistryError:
+        from mammo_utils.train import latest_run_dir  # imports TensorFlow: only when needed
+
         return latest_run_dir()
     if not item.model_path.is_file():
         raise FileNotFoundError(f"the current model version {item.version} points at {item.run_dir}, which holds "

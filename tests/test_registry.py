@@ -1,0 +1,204 @@
+"""Tests for mammo_utils.registry: versions, statuses, rollback, safe writes, concurrency, data hash, ensure_initial."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mammo_utils import registry as reg
+from mammo_utils.registry import Registry, RegistryError, data_hash, headline_metrics
+
+METRICS = {"density": {"kappa_quadratic": {"value": 0.61, "ci_low": 0.5, "ci_high": 0.7, "n_boot_used": 10}},
+           "malignancy": {"roc_auc": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}}
+
+
+def make_run(folder: Path, name: str) -> Path:
+    """A stand-in run directory: the registry only needs model.keras to exist."""
+    run_dir = folder / "runs" / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "model.keras").write_bytes(b"stand-in model for registry tests")
+    return run_dir
+
+
+@pytest.fixture()
+def registry(tmp_path: Path) -> Registry:
+    return Registry(tmp_path / "models" / "registry.json")
+
+
+def test_register_current_versions(registry: Registry) -> None:
+    root = registry.root
+    v1 = registry.register(make_run(root, "a"), parent=None, metrics=METRICS, data_hash="h1", promote=True)
+    v2 = registry.register(make_run(root, "b"), parent="v1", metrics=None, data_hash="h2", promote=True,
+                           gate={"promote": True, "reasons": ["ok"]})
+    v3 = registry.register(make_run(root, "c"), parent="v2", metrics={"malignancy.roc_auc": 0.5}, data_hash="h3",
+                           promote=False, gate={"promote": False})
+    assert (v1.version, v2.version, v3.version) == ("v1", "v2", "v3")
+    assert registry.current().version == "v2"
+    table = registry.versions()
+    assert list(table.columns) == list(reg.VERSION_COLUMNS)
+    assert table["status"].tolist() == ["retired", "current", "candidate-rejected"]
+    assert table["parent"].tolist() == [None, "v1", "v2"]
+    assert table["density_kappa"].iloc[0] == 0.61 and table["density_kappa_ci"].iloc[0] == "[0.500, 0.700]"
+    assert table["malignancy_auc"].iloc[2] == 0.5 and table["gate_promote"].tolist() == [None, True, False]
+    created = pd.to_datetime(table["created"])
+    assert all(stamp.utcoffset().total_seconds() == 0 for stamp in created)
+    stored = json.loads(registry.path.read_text())
+    assert stored["current"] == "v2" and stored["versions"][0]["run_dir"] == "runs/a"  # relative to models/
+    assert [e["action"] for e in stored["events"]] == ["promote", "promote", "register"]
+    assert registry.get("3").gate == {"promote": False} and registry.get("v1").run_dir == root / "runs" / "a"
+
+
+def test_rollback_and_back(registry: Registry) -> None:
+    root = registry.root
+    registry.register(make_run(root, "a"), parent=None, metrics=None, data_hash=None, promote=True)
+    registry.register(make_run(root, "b"), parent="v1", metrics=None, data_hash=None, promote=True)
+    assert registry.rollback("v1").status == "current"
+    assert registry.versions()["status"].tolist() == ["current", "retired"]
+    assert reg.current_run_dir(registry) == root / "runs" / "a"
+    registry.rollback("v2")
+    assert registry.current().version == "v2"
+    assert reg.current_run_dir(registry) == root / "runs" / "b"
+    events = json.loads(registry.path.read_text())["events"]
+    assert [(e["action"], e["version"]) for e in events][-2:] == [("rollback", "v1"), ("rollback", "v2")]
+    assert events[-1]["previous"] == "v1"
+
+
+def test_bad_versions_are_clear_errors(registry: Registry) -> None:
+    with pytest.raises(RegistryError, match="no current model version"):
+        registry.current()
+    run_a = make_run(registry.root, "a")
+    registry.register(run_a, parent=None, metrics=None, data_hash=None, promote=True)
+    registry.register(make_run(registry.root, "b"), parent="v1", metrics=None, data_hash=None, promote=True)
+    with pytest.raises(RegistryError, match=r"unknown model version 'v9'; registered versions: v1, v2"):
+        registry.rollback("v9")
+    with pytest.raises(RegistryError, match="named v1, v2"):
+        registry.get("latest")
+    with pytest.raises(RegistryError, match="parent version 'v7' is not registered"):
+        registry.register(make_run(registry.root, "c"), parent="v7", metrics=None, data_hash=None, promote=True)
+    with pytest.raises(RegistryError, match="holds no model.keras"):
+        registry.register(registry.root / "nowhere", parent=None, metrics=None, data_hash=None, promote=True)
+    (run_a / "model.keras").unlink()
+    before = registry.path.read_bytes()
+    with pytest.raises(RegistryError, match="cannot roll back to v1: its model .* is gone"):
+        registry.rollback("v1")
+    assert registry.path.read_bytes() == before and registry.current().version == "v2"
+
+
+def test_corrupt_registry_file_is_reported(registry: Registry) -> None:
+    registry.root.mkdir(parents=True)
+    registry.path.write_text("{not json")
+    with pytest.raises(RegistryError, match="not valid JSON"):
+        registry.versions()
+
+
+def test_failed_write_leaves_the_old_file(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry.register(make_run(registry.root, "a"), parent=None, metrics=None, data_hash=None, promote=True)
+    before = registry.path.read_bytes()
+
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reg.os, "fsync", no_space)
+        with pytest.raises(OSError, match="No space left"):
+            registry.register(make_run(registry.root, "b"), parent="v1", metrics=None, data_hash=None, promote=True)
+    assert registry.path.read_bytes() == before
+    assert sorted(p.name for p in registry.root.iterdir()) == ["registry.json", "registry.json.lock", "runs"]
+    # the lock was released and the failed attempt took no number
+    assert registry.register(registry.root / "runs" / "b", parent="v1", metrics=None, data_hash=None,
+                             promote=True).version == "v2"
+
+
+_WORKER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from mammo_utils.registry import Registry
+    registry, run_dir, worker = Registry(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    for i in range(int(sys.argv[4])):
+        registry.register(run_dir, parent=None, metrics=None, data_hash=f"{worker}-{i}", promote=i % 2 == 0)
+""")
+
+
+def test_concurrent_registration_loses_nothing(registry: Registry) -> None:
+    run_dir = make_run(registry.root, "shared")
+    n_workers, n_each = 4, 6
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(registry.path), str(run_dir), f"w{w}", str(n_each)])
+             for w in range(n_workers)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * n_workers
+    table = registry.versions()
+    assert len(table) == n_workers * n_each
+    assert sorted(table["version"], key=lambda v: int(v[1:])) == [f"v{i}" for i in range(1, n_workers * n_each + 1)]
+    assert sorted(table["data_hash"]) == sorted(f"w{w}-{i}" for w in range(n_workers) for i in range(n_each))
+    assert (table["status"] == "current").sum() == 1
+
+
+def test_data_hash_is_order_free_and_label_sensitive(tmp_path: Path) -> None:
+    files = []
+    for i in range(4):
+        path = tmp_path / f"img{i}.png"
+        path.write_bytes(bytes([i]) * 10)
+        files.append(str(path))
+    frame = pd.DataFrame({"image_path": files, "density": [1, 2, 3, pd.NA],
+                          "pathology": ["benign", "malignant", pd.NA, "benign"]})
+    digest = data_hash(frame)
+    assert len(digest) == 64
+    assert data_hash(frame.iloc[::-1]) == digest == data_hash(frame.sample(frac=1, random_state=1))
+    relabelled = frame.assign(density=[1, 2, 4, pd.NA])
+    assert data_hash(relabelled) != digest
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in files:
+        os.replace(path, moved / Path(path).name)
+    copy = frame.assign(image_path=[str(moved / Path(p).name) for p in files])
+    assert data_hash(copy) == digest  # content, not location
+    assert data_hash(copy, content=False) != data_hash(frame, content=False)
+    with pytest.raises(FileNotFoundError, match="content=False"):
+        data_hash(frame)
+    given = frame.assign(sha256=["A", "b", "c", "d"])
+    assert data_hash(given) == data_hash(given.assign(sha256=["a", "b", "c", "d"]))  # files not read
+    with pytest.raises(ValueError, match="lacks column"):
+        data_hash(frame.drop(columns="pathology"))
+
+
+def test_headline_metrics_forms() -> None:
+    assert headline_metrics(METRICS) == {"density.kappa_quadratic": {"value": 0.61, "ci_low": 0.5, "ci_high": 0.7},
+                                         "malignancy.roc_auc": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}
+    flat = headline_metrics({"density.kappa_quadratic": float("nan"), "malignancy.roc_auc": {"value": 0.7}})
+    assert flat == {"density.kappa_quadratic": {"value": None, "ci_low": None, "ci_high": None},
+                    "malignancy.roc_auc": {"value": 0.7, "ci_low": None, "ci_high": None}}
+    assert headline_metrics(None) is None
+
+
+def test_ensure_initial_and_current_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path))
+    registry = Registry()
+    assert registry.path == tmp_path / "models" / "registry.json"
+    with pytest.raises(FileNotFoundError, match="no training run recorded"):
+        registry.ensure_initial()
+    run_dir = make_run(tmp_path / "models", "first")
+    image = tmp_path / "one.png"
+    image.write_bytes(b"pixels")
+    split = pd.DataFrame({"image_path": [str(image), str(image)], "density": [2, 3],
+                          "pathology": ["benign", "benign"], "split": ["train", "test"]})
+    split.to_csv(run_dir / "split.csv", index=False)
+    (run_dir / "metrics.json").write_text(json.dumps(METRICS))
+    (tmp_path / "models" / "runs" / "LATEST").write_text("first\n")
+    assert reg.current_run_dir(registry) == run_dir  # empty registry: the latest run
+    first = registry.ensure_initial()
+    assert (first.version, first.status, first.parent) == ("v1", "current", None)
+    assert first.metrics["density.kappa_quadratic"]["value"] == 0.61
+    assert first.data_hash == data_hash(split[split["split"] == "train"])
+    assert registry.ensure_initial().version == "v1" and len(registry.versions()) == 1
+    other = make_run(tmp_path / "models", "second")
+    registry.register(other, parent="v1", metrics=None, data_hash=None, promote=True)
+    assert reg.current_run_dir(registry) == other  # the registry wins over LATEST
+    (other / "model.keras").unlink()
+    with pytest.raises(FileNotFoundError, match="roll back"):
+        reg.current_run_dir(registry)
