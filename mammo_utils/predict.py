@@ -3,7 +3,9 @@
 :class:`Predictor` wraps one saved model (normally a run directory from :func:`mammo_utils.train.train`).
 Each :meth:`Predictor.predict` call reads the file or bytes (:func:`~mammo_utils.io.read_mammogram`),
 standardizes it (:func:`~mammo_utils.standardize.standardize`) and runs :class:`~mammo_utils.explain.GradCAM`,
-whose single forward pass gives both the predictions and the maps, so the model runs once per image.
+whose single forward pass gives both the predictions and the maps, so the model runs once per image. The answer is
+a :class:`~mammo_utils.prediction.Prediction`; :meth:`Predictor.predict_many` returns a
+:class:`~mammo_utils.prediction.BatchResult`.
 
 Calibration and decision
     When the run directory holds ``metrics.json`` (written by :func:`mammo_utils.evaluate_run.evaluate_run`),
@@ -24,24 +26,29 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from scipy.special import expit, logit
 from tqdm.auto import tqdm
 
 from mammo_utils.io import MammogramReadError, read_mammogram
 from mammo_utils.labels import DENSITY_LETTERS, DENSITY_NAMES
+from mammo_utils.predict_batch import SUPPORTED_SUFFIXES, collect_inputs, ensure_run
+from mammo_utils.prediction import STAGES, BatchResult, Prediction
 from mammo_utils.standardize import standardize
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
+# Prediction, BatchResult and STAGES live in mammo_utils.prediction; SUPPORTED_SUFFIXES, collect_inputs and
+# ensure_run in mammo_utils.predict_batch. They are re-exported here for the callers that import them from
+# this module (widget, cli, notebooks/04_predict_widget.ipynb, benchmarks/predict_latency.py).
 __all__ = [
+    "STAGES",
     "SUPPORTED_SUFFIXES",
     "BatchResult",
     "Prediction",
@@ -50,120 +57,8 @@ __all__ = [
     "ensure_run",
 ]
 
-SUPPORTED_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm")
-"""File name endings picked up when a folder is given (single files are read whatever their name)."""
 DEFAULT_THRESHOLD = 0.5
 THUMBNAIL_SIDE = 384  # long side of the kept preview of the original image
-STAGES: tuple[str, ...] = ("decode", "standardize", "model_gradcam", "total")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What the model says about one mammogram, and how the image got there.
-
-    Attributes
-    ----------
-    source : str
-        File name (or path) of the input; ``"<bytes>"`` for unnamed bytes.
-    density, density_letter, density_name, density_probs : int, str, str, tuple of float
-        Predicted BI-RADS density 1–4, its letter a–d, its name, and the probabilities of densities 1–4
-        (for the seed model: the marginals of its joint softmax).
-    malignancy_prob, malignancy_prob_raw : float
-        Probability of malignancy (temperature-scaled when ``calibrated``) and the model's own probability.
-    malignant, threshold : bool, float
-        The call (the raw probability reaches the run's threshold) and that threshold on the scale of
-        ``malignancy_prob``.
-    calibrated, temperature : bool, float or None
-        Whether ``malignancy_prob`` was temperature-scaled, and with which temperature.
-    image, cams, thumbnail : np.ndarray or None, dict of str to np.ndarray, np.ndarray or None
-        float32 standardized model input (H, W), breast on the left; Grad-CAM maps ``"density"`` and
-        ``"malignancy"`` on its grid in [0, 1], zero outside the breast content; a preview of the original
-        (long side at most 384 px, not flipped).
-    crop_box, flipped, found_breast, content_shape : tuple of int, bool, bool, tuple of int
-        What standardization did: ``(top, left, bottom, right)`` crop in original pixels (exclusive
-        bottom/right), mirrored or not, whether a breast was found, and the content's size inside ``image``.
-    original_shape, source_format, laterality, view, warnings
-        Size of the decoded original, its format, "L"/"R" and "CC"/"MLO" when known, non-fatal remarks.
-    timings : dict of str to float
-        Seconds per stage: ``decode``, ``standardize``, ``model_gradcam``, ``total``.
-    model_version : str
-        ``<run directory name>/<model name>`` (or the model file's name).
-    joint_probs : tuple of float or None
-        The seed model's 8 joint probabilities; None for two-head models.
-    """
-
-    source: str
-    density: int
-    density_letter: str
-    density_name: str
-    density_probs: tuple[float, float, float, float]
-    malignancy_prob: float
-    malignancy_prob_raw: float
-    malignant: bool
-    threshold: float
-    calibrated: bool
-    temperature: float | None
-    image: np.ndarray | None
-    cams: dict[str, np.ndarray]
-    thumbnail: np.ndarray | None
-    crop_box: tuple[int, int, int, int]
-    flipped: bool
-    found_breast: bool
-    content_shape: tuple[int, int]
-    original_shape: tuple[int, int]
-    source_format: str
-    laterality: str | None
-    view: str | None
-    warnings: tuple[str, ...]
-    timings: dict[str, float]
-    model_version: str
-    joint_probs: tuple[float, ...] | None = None
-
-    @property
-    def call(self) -> str:
-        """``"malignant"`` or ``"benign"``."""
-        return "malignant" if self.malignant else "benign"
-
-    def without_arrays(self) -> Prediction:
-        """A copy without the image, maps and thumbnail (for long batches)."""
-        return replace(self, image=None, cams={}, thumbnail=None)
-
-    def to_record(self) -> dict[str, Any]:
-        """A flat, JSON-ready dict of everything but the arrays (one CSV row)."""
-        record: dict[str, Any] = {
-            "source": self.source, "density": self.density, "density_letter": self.density_letter,
-            "density_name": self.density_name,
-        }
-        record |= {f"p_density_{k}": round(p, 6) for k, p in zip(DENSITY_LETTERS.values(), self.density_probs)}
-        record |= {
-            "malignancy_prob": round(self.malignancy_prob, 6), "malignancy_prob_raw": round(self.malignancy_prob_raw, 6),
-            "call": self.call, "threshold": round(self.threshold, 6), "calibrated": self.calibrated,
-            "temperature": self.temperature, "crop_box": list(self.crop_box), "flipped": self.flipped,
-            "found_breast": self.found_breast, "original_shape": list(self.original_shape),
-            "source_format": self.source_format, "laterality": self.laterality, "view": self.view,
-            "model_version": self.model_version, "warnings": list(self.warnings),
-        }
-        record |= {f"seconds_{stage}": round(self.timings.get(stage, float("nan")), 4) for stage in STAGES}
-        return record
-
-
-@dataclass
-class BatchResult:
-    """Predictions for many files, and one error message per file that could not be predicted."""
-
-    predictions: list[Prediction] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every file was predicted."""
-        return not self.errors
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per prediction (:meth:`Prediction.to_record`), then one per error (``error`` column)."""
-        rows = [p.to_record() | {"error": None} for p in self.predictions]
-        rows += [{"source": source, "error": message} for source, message in self.errors]
-        return pd.DataFrame(rows)
 
 
 def _finite_positive(value: Any) -> float | None:
@@ -328,7 +223,7 @@ class Predictor:
         standardized = time.perf_counter()
         result = self.gradcam(std.image)
         modelled = time.perf_counter()
-        from mammo_utils.explain import mask_to_content
+        from mammo_utils.overlays import mask_to_content
 
         probs = tuple(float(p) for p in result.density_probs[0])
         density = int(np.argmax(probs)) + 1
@@ -344,7 +239,8 @@ class Predictor:
             density_name=DENSITY_NAMES[density], density_probs=probs,  # type: ignore[arg-type]
             malignancy_prob=prob, malignancy_prob_raw=raw, malignant=raw >= self.threshold_raw,
             threshold=self.threshold, calibrated=self.calibrated, temperature=self.temperature,
-            image=std.image, cams={head: mask_to_content(cam[0], std.content_shape) for head, cam in result.cams.items()},
+            image=std.image,
+            cams={head: mask_to_content(cam[0], std.content_shape) for head, cam in result.cams.items()},
             thumbnail=_thumbnail(mammogram.pixels), crop_box=tuple(int(v) for v in std.crop_box),  # type: ignore
             flipped=bool(std.flipped), found_breast=bool(std.found_breast),
             content_shape=tuple(int(v) for v in std.content_shape),  # type: ignore[arg-type]
@@ -358,7 +254,9 @@ class Predictor:
 
     def predict_many(self, sources: Iterable[str | os.PathLike[str]], progress: bool = True,
                      keep_arrays: bool = True) -> BatchResult:
-        """Predict files and folders (searched recursively for :data:`SUPPORTED_SUFFIXES`), never raising for one file.
+        """Predict files and folders, never raising for one file.
+
+        Folders are searched recursively for :data:`~mammo_utils.predict_batch.SUPPORTED_SUFFIXES`.
 
         Parameters
         ----------
@@ -386,64 +284,4 @@ class Predictor:
             prediction = replace(prediction, source=str(path))
             batch.predictions.append(prediction if keep_arrays else prediction.without_arrays())
         return batch
-
-
-def collect_inputs(sources: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], BatchResult]:
-    """Expand folders (recursively, :data:`SUPPORTED_SUFFIXES`, sorted); missing paths become errors.
-
-    Returns the files to predict and a :class:`BatchResult` already holding the errors for missing paths.
-    """
-    files: list[Path] = []
-    batch = BatchResult()
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            batch.errors.append((str(path), f"{path}: no such file or folder"))
-    return files, batch
-
-
-def ensure_run(run_dir: str | os.PathLike[str] | None = None, *, train_if_missing: bool = True, seed: int = 42,
-               verbose: int = 0) -> tuple[Path, bool]:
-    """The run directory to predict with, training a fast default model when none exists yet.
-
-    Parameters
-    ----------
-    run_dir : path, optional
-        A run directory; None or "" means the latest run (``models/runs/LATEST``).
-    train_if_missing : bool
-        With no recorded run, train the default model in fast mode on the small synthetic set
-        (about a minute on 2 CPU cores) instead of raising.
-    seed, verbose : int
-        For that training run.
-
-    Returns
-    -------
-    (Path, bool)
-        The run directory, and True if it was just trained.
-    """
-    from mammo_utils.train import latest_run_dir
-
-    if run_dir:
-        folder = Path(run_dir)
-        if not (folder / "model.keras").is_file():
-            raise FileNotFoundError(f"{folder} holds no model.keras; give a run directory from mammo_utils.train")
-        return folder, False
-    try:
-        folder = latest_run_dir()
-        if (folder / "model.keras").is_file():
-            return folder, False
-    except FileNotFoundError:
-        pass
-    if not train_if_missing:
-        raise FileNotFoundError("no trained model yet: run notebooks/02_train.ipynb (or `make run`) first")
-    from mammo_utils import datasets
-    from mammo_utils.splits import split_by_patient
-    from mammo_utils.train import train
-
-    manifest = split_by_patient(datasets.load("synthetic", fast=True, seed=seed), seed=seed)
-    return train(manifest, model="default", fast=True, seed=seed, verbose=verbose).run_dir, True
 

@@ -1,4 +1,5 @@
-"""Tests for mammo_utils.predict: Predictor on a fast-trained run, formats, calibration, batches, the seed's joint head."""
+"""Tests for mammo_utils.predict: Predictor on a fast-trained run, formats, calibration, batches, the seed's joint
+head."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from keras import layers
 from PIL import Image
 
 from mammo_utils.io import MammogramReadError, read_mammogram
-from mammo_utils.predict import STAGES, Prediction, Predictor, ensure_run
+from mammo_utils import predict, predict_batch, prediction
+from mammo_utils.predict import Predictor
+from mammo_utils.prediction import STAGES, Prediction
+
 
 LEFT_CC_MALIGNANT = "1-280.dcm"  # P_00820 LEFT CC
 
@@ -29,6 +33,12 @@ def predictor() -> Predictor:
 @pytest.fixture(scope="module")
 def dicom(sample_dicom_paths: list[Path]) -> Path:
     return next(p for p in sample_dicom_paths if p.name == LEFT_CC_MALIGNANT)
+
+
+@pytest.fixture(scope="module")
+def probe() -> Predictor:
+    """A :class:`Predictor` of :func:`_brightness_probe` (built and traced once)."""
+    return Predictor(_brightness_probe())
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +121,9 @@ def test_bytes_and_path_give_the_same_prediction(predictor: Predictor, dicom: Pa
 
 
 @pytest.mark.parametrize("model", ["fast-trained", "brightness-probe"])
-def test_same_mammogram_as_dicom_png16_and_colour_jpeg_agrees(model: str, predictor: Predictor,
+def test_same_mammogram_as_dicom_png16_and_colour_jpeg_agrees(model: str, predictor: Predictor, probe: Predictor,
                                                               three_formats: dict[str, bytes]):
-    chosen = predictor if model == "fast-trained" else Predictor(_brightness_probe())
+    chosen = predictor if model == "fast-trained" else probe
     out = {name: chosen.predict(data, filename=name) for name, data in three_formats.items()}
     assert [p.source_format for p in out.values()] == ["dicom", "png", "jpeg"]
     reference = out["case.dcm"]
@@ -125,9 +135,8 @@ def test_same_mammogram_as_dicom_png16_and_colour_jpeg_agrees(model: str, predic
         assert np.abs(np.subtract(p.crop_box, reference.crop_box)).max() <= 8, name
 
 
-def test_brightness_probe_is_sensitive(sample_dicom_paths: list[Path]):
+def test_brightness_probe_is_sensitive(probe: Predictor, sample_dicom_paths: list[Path]):
     """The probe used above tells different mammograms apart by far more than the 0.05 tolerance."""
-    probe = Predictor(_brightness_probe())
     probs = np.array([probe.predict(p).density_probs for p in sample_dicom_paths[:2] + sample_dicom_paths[4:6]])
     assert np.abs(probs[:, None] - probs[None]).max() > 0.3
 
@@ -183,25 +192,27 @@ def test_calibration_and_threshold_come_from_metrics_json(tmp_path: Path, dicom:
     assert p.model_version == f"{run.name}/default"
 
 
-def test_without_a_temperature_probabilities_are_raw(tmp_path: Path, dicom: Path):
+def test_without_a_temperature_probabilities_are_raw(tmp_path: Path, dicom: Path, probe: Predictor):
     metrics = {"calibration": {"malignancy": {"temperature": None}}}  # NaN when the fit was impossible
     plain = Predictor.from_path(_copy_run(tmp_path, metrics) / "model.keras", warmup=False)
-    p = plain.predict(dicom)
+    assert not plain.calibrated and plain.temperature is None and plain.threshold == 0.5
+    assert "uncalibrated" in plain.describe() and plain.version.endswith("/default")
+    p = probe.predict(dicom)  # an uncalibrated Predictor reports the model's own probability
     assert not p.calibrated and p.temperature is None and p.threshold == 0.5
-    assert p.malignancy_prob == p.malignancy_prob_raw and "uncalibrated" in plain.describe()
+    assert p.malignancy_prob == p.malignancy_prob_raw and p.malignant == (p.malignancy_prob_raw >= 0.5)
 
 
-def test_ensure_run_and_missing_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    assert ensure_run(trained_run_dir()) == (trained_run_dir(), False)
-    with pytest.raises(FileNotFoundError, match="model.keras"):
-        ensure_run(tmp_path)
-    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "empty_home"))
-    with pytest.raises(FileNotFoundError, match="02_train"):
-        ensure_run(None, train_if_missing=False)
-    with pytest.raises(FileNotFoundError):
+def test_missing_models_raise_clear_errors(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="no model or run directory"):
         Predictor.from_path(tmp_path / "nothing.keras")
+    with pytest.raises(FileNotFoundError, match="model.keras"):
+        Predictor.from_run(tmp_path)
     with pytest.raises(ValueError, match="from_run"):
         Predictor(tmp_path)
+    with pytest.raises(ValueError, match="threshold"):
+        Predictor(_brightness_probe(), threshold=1.5, warmup=False)
+    with pytest.raises(ValueError, match="temperature"):
+        Predictor(_brightness_probe(), temperature=-1.0, warmup=False)
 
 
 def test_seed_style_joint_model_gives_its_marginals(tmp_path: Path, dicom: Path):
@@ -219,3 +230,11 @@ def test_seed_style_joint_model_gives_its_marginals(tmp_path: Path, dicom: Path)
     np.testing.assert_allclose(p.density_probs, joint.sum(axis=1), atol=1e-5)
     assert p.malignancy_prob == pytest.approx(joint[:, 1].sum(), abs=1e-5)
     assert p.model_version == "tiny_seed.keras"
+
+
+def test_names_moved_out_are_still_importable_from_predict():
+    # widget, cli, notebooks/04_predict_widget.ipynb and benchmarks/predict_latency.py use them as predict.X
+    for module, names in ((prediction, ("Prediction", "BatchResult", "STAGES")),
+                          (predict_batch, ("collect_inputs", "ensure_run", "SUPPORTED_SUFFIXES"))):
+        for name in names:
+            assert getattr(predict, name) is getattr(module, name), name
