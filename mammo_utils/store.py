@@ -239,15 +239,13 @@ class Store:
                   "submitted_at": datetime.now(UTC)}
         try:
             new_id = self._insert(values)
-        except IntegrityError:
-            existing = self._find(digest)  # another process stored the same image first
-            if existing is None:
-                raise StoreError(f"the database refused submission {digest[:12]}… although no row holds it; "
-                                 "check the table's constraints") from None
-            return dataclasses.replace(existing, duplicate=True)
         except DBAPIError as exc:
+            existing = self._find(digest) if isinstance(exc, IntegrityError) else None
+            if existing is not None:  # another process stored the same image first
+                return dataclasses.replace(existing, duplicate=True)
+            reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
             raise StoreError(
-                f"the submission could not be recorded in {self.url} ({exc.orig}); nothing was added. The image "
+                f"the submission could not be recorded in {self.url} ({reason}); nothing was added. The image "
                 "file was left as an orphan: Store.remove_orphans() deletes it."
             ) from exc
         if not final.exists():  # a concurrent remove_orphans() took it between the write and the commit

