@@ -6,47 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _phantoms import REAL_LABEL_BOXES, synthetic_phantom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mammo_utils.io import read_mammogram
-from mammo_utils.standardize import Standardized, breast_mask, standardize
-
-# Burned-in view labels of the 8 real DICOMs, found by looking at the images:
-# file stem -> list of (top, left, bottom, right) boxes in original pixels (label pixels are > 0.3 there).
-REAL_LABEL_BOXES: dict[str, list[tuple[int, int, int, int]]] = {
-    "1-130": [(400, 1950, 920, 2430)],  # "LCC"
-    "1-131": [(460, 2040, 1150, 2650)],  # "LMLO"
-    "1-132": [(40, 0, 250, 170), (390, 0, 800, 490)],  # "5", "RCC"
-    "1-133": [(90, 0, 290, 110), (180, 0, 800, 680)],  # "3", "RMLO"
-    "1-280": [(250, 2250, 900, 2624)],  # "LCC" cut by the right edge
-    "1-281": [(180, 2300, 620, 2576)],  # "LM" cut by the right edge
-    "1-282": [(540, 0, 1000, 300)],  # "RCC" cut by the left edge
-    "1-283": [(300, 0, 1080, 720)],  # "RMLO"
-}
-
-
-def synthetic_phantom(h: int = 900, w: int = 600, *, seed: int = 0, label: bool = True, strip: bool = True,
-                      cy_frac: float = 0.5) -> tuple[np.ndarray, dict[str, tuple[int, int, int, int]]]:
-    """A synthetic film-like mammogram: breast ellipse on the RIGHT edge, corner label, bright bottom strip.
-
-    Returns the float32 image in [0, 1] and boxes (top, left, bottom, right) of the breast and the label.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    cy, ry, rx = cy_frac * h, 0.36 * h, 0.55 * w
-    r2 = ((yy - cy) / ry) ** 2 + ((xx - w) / rx) ** 2
-    breast = r2 <= 1
-    img = rng.normal(0.01, 0.004, (h, w)).astype(np.float32)
-    img[breast] = 0.35 + 0.25 * np.sqrt(1 - r2[breast]) + rng.normal(0, 0.03, int(breast.sum()))
-    boxes = {"breast": (max(0, int(cy - ry)), int(w - rx), min(h, int(cy + ry) + 1), w)}
-    if label:
-        t, l, b, r = int(0.05 * h), int(0.06 * w), int(0.11 * h), int(0.3 * w)
-        img[t:b, l:r] = 0.98
-        boxes["label"] = (t, l, b, r)
-    if strip:
-        img[h - max(3, h // 100) :, :] = 0.95
-    return np.clip(img, 0, 1), boxes
+from mammo_utils.segmentation import breast_mask
+from mammo_utils.standardize import Standardized, standardize
 
 
 def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
@@ -153,19 +119,6 @@ def test_phantom_sticker_is_not_the_breast() -> None:
     assert res.found_breast and res.flipped
     assert _contains(res.crop_box, (200, 270, 701, 571))
     assert res.crop_box[1] > 100 and res.labels_removed == 1
-
-
-def test_phantom_breast_mask() -> None:
-    img, boxes = synthetic_phantom(seed=1)
-    mask = breast_mask(img)
-    assert mask.shape == img.shape and mask.dtype == bool
-    t, l, b, r = boxes["breast"]
-    yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
-    inside = ((yy - img.shape[0] / 2) / (0.36 * img.shape[0])) ** 2 + ((xx - img.shape[1]) / (0.55 * img.shape[1])) ** 2 <= 1
-    assert mask[inside].mean() > 0.95
-    assert mask[~inside].mean() < 0.05
-    lt, ll, lb, lr = boxes["label"]
-    assert not mask[lt:lb, ll:lr].any()
 
 
 @pytest.mark.parametrize("size", [(224, 224), (256, 192), (64, 300), (300, 64)])
@@ -428,11 +381,3 @@ def test_real_flip_symmetry(real) -> None:
     t, l, b, r = res.crop_box
     assert abs(mirrored.crop_box[1] - (w - r)) <= 20 and abs(mirrored.crop_box[3] - (w - l)) <= 20
 
-
-def test_real_breast_mask_full_resolution(real) -> None:
-    stem, mammo, res = real[0]
-    mask = breast_mask(mammo)
-    assert mask.shape == mammo.pixels.shape
-    assert 0.15 < mask.mean() < 0.6
-    for lt, ll, lb, lr in REAL_LABEL_BOXES[stem]:
-        assert not mask[lt:lb, ll:lr].any()
