@@ -41,7 +41,8 @@ from PIL import Image, ImageOps
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from mammo_utils.io import MammogramReadError, laterality_view_from_text
+from mammo_utils.io import MammogramReadError
+from mammo_utils.io_dicom import _laterality_view as dicom_laterality_view
 
 __all__ = [
     "DEIDENTIFICATION_METHOD",
@@ -80,7 +81,6 @@ DICOM_REPLACED_UIDS: tuple[str, ...] = (
     "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
 )
 _LUT_ITEM_KEYS = ("LUTDescriptor", "LUTData", "ModalityLUTType")  # LUTExplanation (free text) is dropped
-_VIEW_POSITIONS = {"CC": "CC", "XCC": "CC", "XCCL": "CC", "XCCM": "CC", "MLO": "MLO"}
 _PNG_MODES = {"1", "L", "LA", "I;16", "RGB", "RGBA"}
 
 
@@ -160,22 +160,6 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(value).strip()
 
 
-def _laterality_view(ds: Dataset) -> tuple[str | None, str | None]:
-    """Laterality/view from the tags, then from text fields (PatientName/PatientID only when both are there)."""
-    from mammo_utils.io_dicom import _laterality_view as reader_laterality_view
-
-    try:
-        return reader_laterality_view(ds)
-    except Exception:  # fall back to the plain tags if the reader's helper fails on a damaged header
-        laterality = _text(ds, "ImageLaterality").upper() or _text(ds, "Laterality").upper()
-        view = _VIEW_POSITIONS.get(_text(ds, "ViewPosition").upper())
-        if not (laterality in ("L", "R") and view):
-            text_laterality, text_view = laterality_view_from_text(_text(ds, "PatientID"))
-            laterality = laterality if laterality in ("L", "R") else text_laterality
-            view = view or text_view
-        return (laterality if laterality in ("L", "R") else None), view
-
-
 def _copy_lut_sequence(sequence) -> list[Dataset]:
     items = []
     for item in sequence:
@@ -200,7 +184,7 @@ def deidentify_dicom(data: bytes, label: str = "input") -> DeidentifiedImage:
         transfer_syntax = source.file_meta.get("TransferSyntaxUID") if hasattr(source, "file_meta") else None
         if transfer_syntax is None:
             transfer_syntax = pydicom.uid.ImplicitVRLittleEndian
-        laterality, view = _laterality_view(source)
+        laterality, view = dicom_laterality_view(source)  # the reader's logic, incl. PatientName/PatientID
         out = Dataset()
         for keyword in DICOM_RETAINED:
             if keyword not in source:
@@ -212,7 +196,8 @@ def deidentify_dicom(data: bytes, label: str = "input") -> DeidentifiedImage:
         if "PixelData" not in out:
             raise MammogramReadError(f"{label}: DICOM file has no pixel data; export the mammogram image itself.")
         burned_in = _text(source, "BurnedInAnnotation").upper()
-        uids = {keyword: _replacement_uid(_text(source, keyword) or f"{keyword}:missing:{hashlib.sha256(data).hexdigest()}")
+        digest = hashlib.sha256(data).hexdigest()  # stands in for a missing UID, so the output stays deterministic
+        uids = {keyword: _replacement_uid(_text(source, keyword) or f"{keyword}:missing:{digest}")
                 for keyword in DICOM_REPLACED_UIDS if keyword != "FrameOfReferenceUID" or keyword in source}
     except MammogramReadError:
         raise

@@ -219,7 +219,8 @@ class Store:
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                raise SubmissionError(f"{path}: cannot read the file ({exc.strerror}). Check its permissions.") from None
+                raise SubmissionError(
+                    f"{path}: cannot read the file ({exc.strerror}). Check its permissions.") from None
             name = sanitize_name(filename if filename is not None else path.name)
         else:
             raise TypeError(f"submit expects image bytes or a file path, not {type(source).__name__}")

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mammo_utils.store_schema import STATUSES
 
 __all__ = [
@@ -103,14 +105,14 @@ def clean_text(value: Any, what: str) -> str | None:
 
 
 def _json_default(value: Any) -> Any:
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return value.item()
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy array
+    if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
     if isinstance(value, (datetime, Path)):
         return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -122,7 +124,8 @@ def prediction_json(prediction: Any) -> str | None:
         prediction = dict(prediction.to_record())
         prediction.pop("source", None)  # the caller's path or file name: not kept
     if not isinstance(prediction, dict):
-        raise SubmissionError(f"prediction must be a dict (e.g. Prediction.to_record()), not {type(prediction).__name__}")
+        raise SubmissionError(
+            f"prediction must be a dict (e.g. Prediction.to_record()), not {type(prediction).__name__}")
 
     def finite(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
@@ -136,7 +139,8 @@ def prediction_json(prediction: Any) -> str | None:
     try:
         return json.dumps(finite(json.loads(json.dumps(prediction, default=_json_default))), sort_keys=True)
     except (TypeError, ValueError) as exc:
-        raise SubmissionError(f"prediction cannot be stored as JSON ({exc}); pass numbers, text, lists and dicts") from None
+        raise SubmissionError(
+            f"prediction cannot be stored as JSON ({exc}); pass numbers, text, lists and dicts") from None
 
 
 def utc(value: datetime | None) -> datetime | None:
