@@ -29,8 +29,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
-import tempfile
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +40,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from mammo_utils import labels, paths
 from mammo_utils.deidentify import DeidentifiedImage, deidentify
 from mammo_utils.io import MammogramReadError, read_mammogram
+from mammo_utils.store_files import content_path, scan_orphans, write_atomic
 from mammo_utils.store_schema import STATUSES, create_schema, make_engine, sqlite_url, submissions
 from mammo_utils.submission import (
     StoreError,
@@ -69,21 +68,16 @@ __all__ = [
 ]
 
 DATABASE_URL_ENV = "MAMMO_DATABASE_URL"
-_STORED_NAME = re.compile(r"[0-9a-f]{64}\.(dcm|png|tiff)")
-_TEMP_PREFIX = ".tmp-"
 
 
 def default_root() -> Path:
     """``<data>/submissions``: the default store root (database file and image files)."""
     return paths.data_dir() / "submissions"
 
-def _fsync_dir(folder: Path) -> None:
-    with suppress(OSError):  # not every platform/file system lets a directory be fsynced
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+
+def _reason(exc: DBAPIError) -> str:
+    """The first line of the database's own error message."""
+    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
 
 
 class Store:
@@ -112,7 +106,7 @@ class Store:
         except DBAPIError as exc:
             self.engine.dispose()
             raise StoreError(
-                f"cannot open the submission database {self.url} ({exc.orig}). Check that the server runs and "
+                f"cannot open the submission database {self.url} ({_reason(exc)}). Check that the server runs and "
                 "the URL, user and password are right."
             ) from exc
 
@@ -230,10 +224,10 @@ class Store:
 
     def _store(self, clean: DeidentifiedImage, values: dict[str, Any]) -> Submission:
         digest = hashlib.sha256(clean.data).hexdigest()
-        relative = Path("files", digest[:2], f"{digest}.{clean.extension}")
+        relative = content_path(digest, clean.extension)
         final = self.root / relative
         existing = self._find(digest)
-        self._write_file(final, clean.data, digest)
+        write_atomic(final, clean.data)
         if existing is not None:
             return dataclasses.replace(existing, duplicate=True)
         values = {**values, "sha256": digest, "stored_path": relative.as_posix(),
@@ -244,39 +238,18 @@ class Store:
             existing = self._find(digest) if isinstance(exc, IntegrityError) else None
             if existing is not None:  # another process stored the same image first
                 return dataclasses.replace(existing, duplicate=True)
-            reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
             raise StoreError(
-                f"the submission could not be recorded in {self.url} ({reason}); nothing was added. The image "
+                f"the submission could not be recorded in {self.url} ({_reason(exc)}); nothing was added. The image "
                 "file was left as an orphan: Store.remove_orphans() deletes it."
             ) from exc
         if not final.exists():  # a concurrent remove_orphans() took it between the write and the commit
-            self._write_file(final, clean.data, digest)
+            write_atomic(final, clean.data)
         return self.get(new_id)
 
     def _insert(self, values: dict[str, Any]) -> int:
         """Insert one row in its own transaction and return its id."""
         with self.engine.begin() as connection:
             return int(connection.execute(insert(submissions).returning(submissions.c.id), values).scalar_one())
-
-    def _write_file(self, final: Path, data: bytes, digest: str) -> None:
-        """Write `data` to `final` atomically (temp file in the same folder, fsync, rename), unless it is there."""
-        if final.is_file():
-            with suppress(OSError):
-                if hashlib.sha256(final.read_bytes()).hexdigest() == digest:
-                    return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=final.parent, prefix=_TEMP_PREFIX, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, final)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(temp)
-            raise
-        _fsync_dir(final.parent)
 
     def review(self, submission_id: int, status: str, reviewer: str | None = None) -> Submission:
         """Set a submission's review status ("pending", "accepted" or "rejected") and return it.
@@ -396,16 +369,7 @@ class Store:
         """
         with self.engine.connect() as connection:
             known = set(connection.execute(select(submissions.c.sha256)).scalars())
-        found = []
-        for path in self.files_dir.glob("*/*"):
-            if not path.is_file():
-                continue
-            if path.name.startswith(_TEMP_PREFIX):
-                found.append(path)
-            elif _STORED_NAME.fullmatch(path.name) and path.parent.name == path.name[:2]:
-                if path.name.split(".")[0] not in known:
-                    found.append(path)
-        return sorted(found)
+        return scan_orphans(self.files_dir, known)
 
     def remove_orphans(self, older_than: float = 0.0) -> int:
         """Delete the files :meth:`orphans` lists (those last modified more than `older_than` seconds ago).

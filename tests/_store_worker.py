@@ -75,13 +75,15 @@ def crash(url: str, root: str, stage: str, marker: str) -> None:
         time.sleep(300)  # the test kills this process with SIGKILL
 
     if stage == "writing-file":
-        real_fsync = store_module.os.fsync
+        import mammo_utils.store_files as files_module
+
+        real_fsync = files_module.os.fsync
 
         def fsync(fd: int) -> None:
             real_fsync(fd)
             pause()
 
-        store_module.os.fsync = fsync
+        files_module.os.fsync = fsync
     elif stage == "before-insert":
         store_module.Store._insert = lambda self, values: pause()
     elif stage == "insert-uncommitted":
