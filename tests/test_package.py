@@ -1,0 +1,213 @@
+"""Tests for the mammo_utils package as a whole: no import cycle, every module imports, public API documented and typed.
+
+The import graph and the API checks read the source with :mod:`ast` (nothing is imported for them); one fresh
+interpreter then imports every module, so an import that only works thanks to an earlier import is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mammo_utils"
+MAX_MODULE_LINES = 450  # the house rule says "< ~400"; this is the hard stop
+
+# Public API gaps in modules this file's author does not own, recorded when the check was added. The test fails
+# when a gap is fixed (remove it here then) as well as when a new one appears.
+KNOWN_API_GAPS: frozenset[str] = frozenset({
+    "mammo_utils/store.py: Store.submissions has no return type hint",
+    "mammo_utils/store.py: Store.manifest has no return type hint",
+    "mammo_utils/train.py: BestModelCheckpoint.on_epoch_end has no docstring",
+})
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name -> source file, for every module of the package."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    return "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package modules that importing ``name`` runs: its module-level imports (not those inside functions
+    or ``if TYPE_CHECKING:``), plus the packages above each imported module that ``name`` is not itself inside.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue  # run later, when called: not part of importing this module
+            if isinstance(node, ast.If) and _is_type_checking(node):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                submodules = {f"{base}.{alias.name}" for alias in node.names} & modules.keys()
+                targets.update(submodules)
+                if len(submodules) < len(node.names):  # names defined in the module (or package) itself
+                    targets.add(base)
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                children = getattr(node, field, None)
+                if isinstance(children, list):
+                    visit(children)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    edges = set()
+    for target in targets:
+        parts = target.split(".")
+        for i in range(1, len(parts) + 1):
+            ancestor = ".".join(parts[:i])
+            if ancestor in modules and ancestor != name and not name.startswith(ancestor + "."):
+                edges.add(ancestor)
+    return edges
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as ``[a, b, ..., a]``, or None if it is acyclic."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_find_cycle_finds_cycles_and_only_cycles() -> None:
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"b", "c"}}) is None
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+def test_import_graph_reads_the_kinds_of_import(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    sources = {
+        "__init__.py": "",
+        "a.py": ("from pkg import b\nfrom pkg.sub import thing\nimport pkg.c\n"
+                 "if TYPE_CHECKING:\n    from pkg import d\n"
+                 "def later():\n    from pkg import e\n"),
+        "b.py": "", "c.py": "", "d.py": "", "e.py": "",
+        "sub/__init__.py": "from pkg.sub.x import thing\n",
+        "sub/x.py": "from pkg.sub import y\nfrom . import z\n",
+        "sub/y.py": "", "sub/z.py": "",
+    }
+    for name, text in sources.items():
+        (package / name).write_text(text)
+    modules = {"pkg": package / "__init__.py", "pkg.sub": package / "sub" / "__init__.py"}
+    modules |= {f"pkg.{n[:-3]}".replace("/", "."): package / n for n in sources if not n.endswith("__init__.py")}
+    assert _imported_modules("pkg.a", modules["pkg.a"], modules) == {"pkg.b", "pkg.sub", "pkg.c"}
+    assert _imported_modules("pkg.sub.x", modules["pkg.sub.x"], modules) == {"pkg.sub.y", "pkg.sub.z"}
+    assert _imported_modules("pkg.sub", modules["pkg.sub"], modules) == {"pkg.sub.x"}
+
+
+def test_no_circular_import() -> None:
+    modules = _modules()
+    graph = {name: _imported_modules(name, path, modules) for name, path in modules.items()}
+    assert graph["mammo_utils.pipeline"] >= {"mammo_utils.cache", "mammo_utils.augment"}  # the scan sees imports
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_every_module_imports_in_a_fresh_interpreter() -> None:
+    names = sorted(_modules())
+    code = "import importlib\nfor name in %r:\n    importlib.import_module(name)\nprint('ok')" % (names,)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def _api_gaps(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    """Public functions, classes and methods defined in ``path`` without a docstring or complete type hints."""
+    where = path.relative_to(root).as_posix()
+    gaps = []
+
+    def check(node: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str, method: bool) -> None:
+        if ast.get_docstring(node) is None:
+            gaps.append(f"{where}: {qualname} has no docstring")
+        positional = node.args.posonlyargs + node.args.args
+        if method and positional and positional[0].arg in ("self", "cls"):
+            positional = positional[1:]
+        params = positional + node.args.kwonlyargs + [a for a in (node.args.vararg, node.args.kwarg) if a]
+        untyped = [a.arg for a in params if a.annotation is None]
+        if untyped:
+            gaps.append(f"{where}: {qualname} has parameters without type hints: {', '.join(untyped)}")
+        if node.returns is None:
+            gaps.append(f"{where}: {qualname} has no return type hint")
+
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if _is_public(node) and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            check(node, node.name, method=False)
+        elif _is_public(node) and isinstance(node, ast.ClassDef):
+            if ast.get_docstring(node) is None:
+                gaps.append(f"{where}: {node.name} has no docstring")
+            for member in node.body:
+                if _is_public(member) and isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    check(member, f"{node.name}.{member.name}", method=True)
+    return gaps
+
+
+def _is_public(node: ast.AST) -> bool:
+    """True for a def or class whose name does not start with an underscore."""
+    return not getattr(node, "name", "_").startswith("_")
+
+
+def test_api_gaps_are_found(tmp_path: Path) -> None:
+    path = tmp_path / "mammo_utils" / "example.py"
+    path.parent.mkdir()
+    path.write_text('def documented(x: int, *, y: str = "") -> int:\n    """Doc."""\n    return x\n'
+                    "def bare(x, *args, **kwargs):\n    return x\n"
+                    "def _private(x):\n    return x\n"
+                    'class Thing:\n    """Doc."""\n    def method(self, x: int):\n        """Doc."""\n'
+                    "    def _hidden(self, x):\n        pass\n"
+                    "class Bare:\n    pass\n")
+    where = "mammo_utils/example.py"
+    assert _api_gaps(path, root=tmp_path) == [
+        f"{where}: bare has no docstring",
+        f"{where}: bare has parameters without type hints: x, args, kwargs",
+        f"{where}: bare has no return type hint",
+        f"{where}: Thing.method has no return type hint",
+        f"{where}: Bare has no docstring",
+    ]
+
+
+def test_public_api_is_documented_and_typed() -> None:
+    gaps = {gap for path in _modules().values() for gap in _api_gaps(path)}
+    new = sorted(gaps - KNOWN_API_GAPS)
+    fixed = sorted(KNOWN_API_GAPS - gaps)
+    assert not new, "public functions/classes need a docstring and type hints:\n" + "\n".join(new)
+    assert not fixed, "these gaps are fixed; remove them from KNOWN_API_GAPS:\n" + "\n".join(fixed)
+
+
+def test_no_module_is_much_over_the_house_limit() -> None:
+    too_long = {name: n for name, path in _modules().items()
+                if (n := path.read_text(encoding="utf-8").count("\n")) > MAX_MODULE_LINES}
+    assert not too_long, f"split these modules by job (house rule: < ~400 lines): {too_long}"
