@@ -7,7 +7,8 @@
     stderr; the others are still predicted and printed), 2 for usage errors (bad arguments, no input files,
     no model).
 
-The parser uses subcommands, so further commands plug in with their own ``add_parser``.
+Version 2 adds ``submit``, ``submissions``, ``review``, ``update``, ``models`` and ``rollback``
+(see :mod:`mammo_utils.cli_submissions`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from mammo_utils.cli_submissions import add_commands
 
 __all__ = ["EXIT_OK", "EXIT_UNREADABLE", "EXIT_USAGE", "build_parser", "main"]
 
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", metavar="OUT", help="write a CSV (one row per file, errors included); '-' = stdout")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_predict, command_parser=predict)
+    add_commands(commands)
     return parser
 
 

@@ -16,7 +16,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
 
     from mammo_utils.predict import Predictor
+    from mammo_utils.store import Store
 
 __all__ = ["ACCEPT", "NOTICE", "ItemResult", "build_panel", "handle_upload", "render_html", "run_sample",
            "sample_files", "show"]
@@ -246,13 +247,31 @@ def _notice_html() -> str:
 
 
 # --------------------------------------------------------------------------------------------- the panel
-def build_panel(predictor: Predictor) -> ipywidgets.Widget:
+def _default_store() -> Store:
+    from mammo_utils.store import Store
+
+    return Store()
+
+
+def build_panel(predictor: Predictor, store: Store | Callable[[], Store] | None = None,
+                submit: bool = True) -> ipywidgets.Widget:
     """The panel: notice, file upload (several files), "Try the sample" button, status line and results.
 
     Results appear newest upload first (files of one upload in their order) in an ``Output`` with class
-    ``mammo-output`` (at most :data:`MAX_RESULTS`).
+    ``mammo-output`` (at most :data:`MAX_RESULTS`). With ``submit=True`` a form below sends the last predicted
+    image to the submission database (see :mod:`mammo_utils.widget_submit`).
+
+    Parameters
+    ----------
+    predictor : Predictor
+    store : Store or callable returning a Store, optional
+        The submission database; default ``mammo_utils.store.Store`` (opened on the first submit).
+    submit : bool
+        Show the "submit this image" form.
     """
     import ipywidgets as widgets
+
+    from mammo_utils.widget_submit import PendingUpload, build_submit_form
 
     upload = widgets.FileUpload(accept=ACCEPT, multiple=True, description="Upload mammograms",
                                 layout=widgets.Layout(width="auto"))
@@ -264,7 +283,14 @@ def build_panel(predictor: Predictor) -> ipywidgets.Widget:
                           "or try the sample.</span>")
     output = widgets.Output(layout=widgets.Layout(width="100%"))
     output.add_class("mammo-output")
-    state = {"sample": 0}
+    state: dict[str, Any] = {"sample": 0, "pending": None}
+
+    def remember(contents: list[tuple[bytes, ItemResult]]) -> None:
+        """Keep the first predicted image of the latest action for the submit form."""
+        for content, result in contents:
+            if result.ok:
+                state["pending"] = PendingUpload(result.name, content, result.prediction)
+                return
 
     def publish(results: list[ItemResult]) -> None:
         new = [{"output_type": "display_data", "metadata": {},
@@ -283,7 +309,11 @@ def build_panel(predictor: Predictor) -> ipywidgets.Widget:
             return
         busy(f"Analysing {len(value)} file(s)…")
         try:
-            publish(handle_upload(predictor, value))
+            results = handle_upload(predictor, value)
+            publish(results)
+            items = _upload_items(value)
+            if submit and len(items) == len(results):
+                remember([(bytes(item.get("content") or b""), r) for item, r in zip(items, results)])
         except Exception as exc:  # noqa: BLE001 — a message, not a traceback, even for a bug here
             publish([ItemResult("upload", error=f"the panel failed ({type(exc).__name__}: {exc})")])
         finally:
@@ -293,7 +323,10 @@ def build_panel(predictor: Predictor) -> ipywidgets.Widget:
         sample_button.disabled = True
         busy("Analysing a real CBIS-DDSM sample…")
         try:
-            publish([run_sample(predictor, state["sample"])])
+            result = run_sample(predictor, state["sample"])
+            publish([result])
+            if submit and result.ok:
+                remember([(sample_files()[state["sample"] % len(sample_files())][0].read_bytes(), result)])
             state["sample"] += 1
         except Exception as exc:  # noqa: BLE001
             publish([ItemResult("sample", error=f"the panel failed ({type(exc).__name__}: {exc})")])
@@ -302,6 +335,9 @@ def build_panel(predictor: Predictor) -> ipywidgets.Widget:
 
     upload.observe(on_upload, names="value")
     sample_button.on_click(on_sample)
-    panel = widgets.VBox([widgets.HTML(_notice_html()), widgets.HBox([upload, sample_button]), status, output])
+    children = [widgets.HTML(_notice_html()), widgets.HBox([upload, sample_button]), status, output]
+    if submit:
+        children.append(build_submit_form(lambda: state["pending"], store if store is not None else _default_store))
+    panel = widgets.VBox(children)
     panel.add_class("mammo-panel")
     return panel
