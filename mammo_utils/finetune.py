@@ -15,7 +15,9 @@ Data: the submissions are split **by patient** into train / val / held-out (``he
 training for the gate); validation = the base run's validation rows + the submissions' val slice; the held-out
 ``test`` rows = the base run's test split + the held-out submissions. Rows missing one label still train the other
 head (the pipeline masks it, see :func:`~mammo_utils.pipeline.targets_and_weights`); rows with no label at all are
-left out. Every row carries :data:`~mammo_utils.gate.ORIGIN_COLUMN` (``submission`` / ``replay`` / ``base``).
+left out. Every row carries :data:`~mammo_utils.gate.ORIGIN_COLUMN` (``submission`` / ``replay`` / ``base``), and
+submission patient IDs get the prefix ``"submission:"``, so a submitter's ``P1`` is never taken for the original data
+set's ``P1`` (e.g. in the patient-level bootstrap, or the val/test overlap check).
 
 The candidate's run directory is a normal run directory (``model.keras``, ``history.csv`` with a ``phase`` column,
 ``params.json`` with ``base_run`` and a ``finetune`` section, ``split.csv`` ...), so ``evaluate_run`` and the
@@ -37,7 +39,7 @@ from typing import Any
 import keras
 import pandas as pd
 
-from mammo_utils.datasets.schema import MANIFEST_COLUMNS, make_manifest
+from mammo_utils.datasets.schema import MANIFEST_COLUMNS, ManifestError, make_manifest
 from mammo_utils.evaluate_run import read_split
 from mammo_utils.gate import DEFAULT_TOLERANCE, ORIGIN_COLUMN, GateDecision, evaluate_gate
 from mammo_utils.models import BACKBONE_LAYER, LAST_CONV_LAYER, load_model, set_backbone_trainable
@@ -47,6 +49,7 @@ from mammo_utils.train import load_run, runs_dir, train
 
 DEFAULT_UNFREEZE_TOP_N = 16  # default model: the last stage (two separable units, 13 layers) + the 1x1 conv block
 PHASES: tuple[str, ...] = ("heads", "unfreeze")
+SUBMISSION_PREFIX = "submission:"  # prefixed to submission patient IDs in the fine-tuning manifest
 
 
 @dataclass
@@ -190,12 +193,14 @@ def finetune_manifest(
         Manifest columns plus :data:`~mammo_utils.gate.ORIGIN_COLUMN`.
     """
     frame = _labelled_submissions(submissions)
-    frame = split_by_patient(frame, val_fraction=val_fraction, test_fraction=held_out_fraction, seed=seed)
-    n_train = int((frame["split"] == "train").sum())
-    if not n_train:
-        raise ValueError(f"the {frame['patient_id'].nunique()} submission patient(s) leave none to train on after "
-                         "holding out val and gate rows; collect more submissions or lower the fractions")
+    try:
+        frame = split_by_patient(frame, val_fraction=val_fraction, test_fraction=held_out_fraction, seed=seed)
+    except ManifestError as exc:
+        raise ManifestError(f"cannot split the {frame['patient_id'].nunique()} submission patient(s) with "
+                            f"held_out_fraction={held_out_fraction} and val_fraction={val_fraction}: {exc}") from exc
+    n_train = int((frame["split"] == "train").sum())  # >= 1: split_by_patient never empties the training split
     frame[ORIGIN_COLUMN] = "submission"
+    frame["patient_id"] = [f"{SUBMISSION_PREFIX}{p}" for p in frame["patient_id"]]  # never merged with base patients
     base = make_manifest(base_split)
     pool = base[base["split"] == "train"] if replay is None else make_manifest(replay)
     replayed = _replay_rows(pool, n_train, replay_fraction, n_replay, seed).assign(split="train")
@@ -273,6 +278,7 @@ def finetune(
     if lr_heads <= 0 or lr_unfreeze <= 0:
         raise ValueError(f"learning rates must be positive; got lr_heads={lr_heads}, lr_unfreeze={lr_unfreeze}")
     base_dir = Path(base_run) if base_run is not None else current_run_dir()
+    keras.utils.set_random_seed(seed)  # dropout layers draw their seeds when the model is built (loaded)
     base = load_run(base_dir, compile=False)
     manifest = finetune_manifest(submissions, read_split(base_dir), replay, replay_fraction=replay_fraction,
                                  n_replay=n_replay, held_out_fraction=held_out_fraction, val_fraction=val_fraction,
@@ -294,6 +300,7 @@ def finetune(
         result = train(manifest, epochs=epochs, learning_rate=lr, initial_model=network,
                        extra_params={"base_run": info["base_run"], "finetune_phase": phase}, **common)
         shutil.copyfile(folder / "model.keras", folder / f"model_{phase}.keras")
+        keras.utils.set_random_seed(seed)
         network = load_model(folder / "model.keras", compile=False)  # the phase's best weights, not its last ones
         histories.append(result.history.assign(phase=phase))
         best[phase] = float(result.params["best_val_loss"])

@@ -137,10 +137,9 @@ def decide(current_metrics: Mapping[str, Any], candidate_metrics: Mapping[str, A
         cur, cand = float(cur), float(cand)
         ok = cand >= cur - tolerance - _EPS
         passed.append(ok)
-        verdict = "ok" if ok else "WORSE"
-        relation = "within" if ok else "beyond"
-        reasons.append(f"{verdict} {label}: candidate {cand:.3f} vs current {cur:.3f} (difference {cand - cur:+.3f}, "
-                       f"{relation} the tolerance of {tolerance:.3f})")
+        verdict, relation = ("ok", "within") if ok else ("WORSE", "beyond")
+        reasons.append(f"{verdict} {label}: candidate {cand:.3f} vs current {cur:.3f} (difference {cand - cur:+.3f}; "
+                       f"{relation} the allowed drop of {tolerance:.3f})")
     return GateDecision(all(passed), reasons, current, candidate, tolerance)
 
 
@@ -164,7 +163,7 @@ def held_out_rows(split: pd.DataFrame) -> pd.DataFrame:
     origin = rows[ORIGIN_COLUMN] if ORIGIN_COLUMN in rows.columns else pd.Series(pd.NA, index=rows.index)
     rows[ORIGIN_COLUMN] = [("base" if labels.is_missing(o) else str(o)) for o in origin]
     patients = rows["patient_id"].where(rows["patient_id"].notna(), rows["image_path"])
-    rows["patient_id"] = [f"{o}:{p}" for o, p in zip(rows[ORIGIN_COLUMN], patients)]
+    rows["patient_id"] = [p if str(p).startswith(f"{o}:") else f"{o}:{p}" for o, p in zip(rows[ORIGIN_COLUMN], patients)]
     return rows
 
 
