@@ -145,16 +145,17 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str] | None = None, warmup: bool = True) -> Predictor:
-        """Load ``model.keras`` of a run directory (default: the latest run) with its calibration and threshold.
+        """Load ``model.keras`` of a run directory (default: the registry's current version, else the latest run)
+        with its calibration and threshold.
 
         Raises
         ------
         FileNotFoundError
             No run recorded yet, or the folder has no ``model.keras``.
         """
-        from mammo_utils.train import latest_run_dir
+        from mammo_utils.registry import current_run_dir
 
-        folder = Path(run_dir) if run_dir else latest_run_dir()
+        folder = Path(run_dir) if run_dir else current_run_dir()
         model_file = folder / "model.keras"
         if not model_file.is_file():
             raise FileNotFoundError(f"{folder} holds no model.keras; give a run directory from mammo_utils.train")

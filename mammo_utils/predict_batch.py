@@ -43,7 +43,8 @@ def ensure_run(run_dir: str | os.PathLike[str] | None = None, *, train_if_missin
     Parameters
     ----------
     run_dir : path, optional
-        A run directory; None or "" means the latest run (``models/runs/LATEST``).
+        A run directory; None or "" means the registry's current version, else the latest run
+        (``models/runs/LATEST``).
     train_if_missing : bool
         With no recorded run, train the default model in fast mode on the small synthetic set
         (about a minute on 2 CPU cores) instead of raising.
@@ -55,7 +56,7 @@ def ensure_run(run_dir: str | os.PathLike[str] | None = None, *, train_if_missin
     (Path, bool)
         The run directory, and True if it was just trained.
     """
-    from mammo_utils.train import latest_run_dir
+    from mammo_utils.registry import current_run_dir
 
     if run_dir:
         folder = Path(run_dir)
@@ -63,7 +64,7 @@ def ensure_run(run_dir: str | os.PathLike[str] | None = None, *, train_if_missin
             raise FileNotFoundError(f"{folder} holds no model.keras; give a run directory from mammo_utils.train")
         return folder, False
     try:
-        folder = latest_run_dir()
+        folder = current_run_dir()  # the registry's current version, else models/runs/LATEST
         if (folder / "model.keras").is_file():
             return folder, False
     except FileNotFoundError:

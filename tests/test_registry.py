@@ -199,6 +199,12 @@ def test_ensure_initial_and_current_run_dir(tmp_path: Path, monkeypatch: pytest.
     other = make_run(tmp_path / "models", "second")
     registry.register(other, parent="v1", metrics=None, data_hash=None, promote=True)
     assert reg.current_run_dir(registry) == other  # the registry wins over LATEST
+    from mammo_utils.predict_batch import ensure_run
+
+    assert ensure_run(None, train_if_missing=False) == (other, False)  # what Predictor.from_run(None) loads
+    registry.rollback("v1")
+    assert ensure_run(None, train_if_missing=False) == (run_dir, False)
+    registry.rollback("v2")
     (other / "model.keras").unlink()
     with pytest.raises(FileNotFoundError, match="roll back"):
         reg.current_run_dir(registry)
