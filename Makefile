@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-NOTEBOOKS := 01_data 02_train 03_evaluate 04_predict_widget
+NOTEBOOKS := 01_data 02_train 03_evaluate 04_predict_widget 05_update_model
 FAST ?= 0
 PAPERMILL_FLAGS := $(if $(filter 1 true True,$(FAST)),-p fast True,)
 

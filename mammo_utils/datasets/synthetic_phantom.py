@@ -58,12 +58,12 @@ def sample_finding(rng: np.random.Generator, malignant: bool) -> dict[str, Any]:
     else:
         kind = str(rng.choice(BENIGN_FINDINGS, p=[0.6, 0.4]))
     if kind.endswith("mass"):
-        radius = rng.uniform(9.0, 18.0) if kind == "spiculated_mass" else rng.uniform(9.0, 22.0)
-        strength = rng.uniform(0.45, 1.3)
+        radius = rng.uniform(15.0, 28.0) if kind == "spiculated_mass" else rng.uniform(15.0, 32.0)
+        strength = rng.uniform(0.8, 1.5)
     elif kind == "fine_pleomorphic_calcifications":
-        radius, strength = rng.uniform(14.0, 30.0), rng.uniform(0.25, 0.6)
+        radius, strength = rng.uniform(12.0, 26.0), rng.uniform(0.5, 0.8)
     else:
-        radius, strength = rng.uniform(6.0, 40.0), rng.uniform(0.35, 0.8)
+        radius, strength = rng.uniform(8.0, 40.0), rng.uniform(0.45, 0.85)
     return {
         "kind": kind,
         "radius": float(radius),
@@ -151,9 +151,9 @@ def _mass_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     size = int(np.ceil(r0 * (3.4 if kind == "spiculated_mass" else 1.6))) + 3
     r, theta, dx, dy = _polar(size, rng.uniform(0, 2 * np.pi))
     if kind == "circumscribed_mass":
-        ratio, harmonics, amp, edge = rng.uniform(0.6, 1.0), range(2, 5), 0.035, rng.uniform(0.7, 1.4)
+        ratio, harmonics, amp, edge = rng.uniform(0.7, 1.0), range(2, 5), 0.03, rng.uniform(0.7, 1.2)
     elif kind == "irregular_mass":
-        ratio, harmonics, amp, edge = rng.uniform(0.55, 0.9), range(2, 9), 0.16, rng.uniform(2.0, 4.0)
+        ratio, harmonics, amp, edge = rng.uniform(0.55, 0.9), range(2, 9), 0.22, rng.uniform(2.5, 4.5)
     else:
         ratio, harmonics, amp, edge = rng.uniform(0.7, 1.0), range(2, 8), 0.09, rng.uniform(1.2, 2.5)
     boundary = r0 * ratio / np.sqrt((ratio * np.cos(theta)) ** 2 + np.sin(theta) ** 2)
@@ -163,16 +163,16 @@ def _mass_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     dome = 0.75 + 0.25 * np.sqrt(np.clip(1 - (r / boundary) ** 2, 0, 1))
     patch = dome * expit((boundary - r) / edge)
     if kind == "spiculated_mass":
-        n = int(rng.integers(10, 25))
+        n = int(rng.integers(14, 30))
         angles = rng.uniform(0, 2 * np.pi, n).astype(np.float32)[:, None, None]
-        length = (r0 * rng.uniform(0.8, 2.3, n)).astype(np.float32)[:, None, None]
-        width = rng.uniform(1.2, 2.2, n).astype(np.float32)[:, None, None]
+        length = (r0 * rng.uniform(1.0, 2.6, n)).astype(np.float32)[:, None, None]
+        width = rng.uniform(2.5, 4.0, n).astype(np.float32)[:, None, None]
         bend = rng.uniform(-0.012, 0.012, n).astype(np.float32)[:, None, None]
         along = dx * np.cos(angles) + dy * np.sin(angles) - 0.7 * r0
         across = -dx * np.sin(angles) + dy * np.cos(angles) - bend * along**2
         taper = width * np.clip(1 - along / length, 0.05, 1)
         lines = np.exp(-0.5 * (across / taper) ** 2) * ((along > 0) & (along < length))
-        strength = rng.uniform(0.55, 0.9, n).astype(np.float32)[:, None, None]
+        strength = rng.uniform(0.7, 1.0, n).astype(np.float32)[:, None, None]
         patch = np.maximum(patch, (lines * strength).max(axis=0))
     return patch.astype(np.float32)
 
@@ -180,10 +180,10 @@ def _mass_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
 def _calc_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     """Additive patch of calcification specks: many fine pleomorphic ones, or a few coarse/popcorn ones."""
     if spec["kind"] == "fine_pleomorphic_calcifications":
-        n = int(rng.integers(10, 31))
+        n = int(rng.integers(25, 51))
         centres = rng.normal(0, spec["radius"] / 2.0, (n, 2))
-        major = np.where(rng.random(n) < 0.35, rng.uniform(3.0, 4.8, n), rng.uniform(2.0, 3.0, n))
-        minor = rng.uniform(2.0, 2.4, n)
+        major = np.where(rng.random(n) < 0.35, rng.uniform(3.4, 5.2, n), rng.uniform(2.4, 3.4, n))
+        minor = rng.uniform(2.2, 2.7, n)
         amp = rng.uniform(0.6, 1.0, n)
     else:
         popcorn = rng.random() < 0.5
