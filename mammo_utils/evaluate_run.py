@@ -17,6 +17,7 @@ import pandas as pd
 
 from mammo_utils import evaluate, pipeline
 from mammo_utils.datasets.schema import make_manifest
+from mammo_utils.registry import Registry
 from mammo_utils.train import RunResult, load_run
 
 METRICS_FILE = "metrics.json"
@@ -96,4 +97,5 @@ def evaluate_run(
     for name, frame in frames.items():
         frame.to_csv(run.run_dir / f"predictions_{name}.csv", index=False)
     evaluate.write_metrics_json(metrics, run.run_dir / METRICS_FILE)
+    Registry().record_metrics(run.run_dir, metrics)  # no-op for a run that is not a registered version
     return RunEvaluation(run, metrics, frames["val"], frames["test"], cached)

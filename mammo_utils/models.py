@@ -46,9 +46,6 @@ SEED_HISTORY_KEYS: tuple[str, ...] = ("loss", "accuracy")
 # statistics settle within the few dozen steps of an epoch on small data (with 0.99, validation outputs stay
 # near-constant for the first epochs).
 BN_MOMENTUM = 0.9
-# The malignancy loss counts twice: the density head learns a whole-breast property quickly and would otherwise
-# dominate the shared backbone, while the finding that decides malignancy covers ~1 % of the image.
-MALIGNANCY_LOSS_WEIGHT = 2.0
 SEED_TOTAL_PARAMS = 201_933_704
 SEED_TRAINABLE_PARAMS = 201_933_064
 
@@ -187,7 +184,7 @@ def _with_heads(inputs: Any, features: Any, dropout: float, name: str) -> keras.
 
 
 def compile_default(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
-    """Compile a two-head model: Adam, summed loss (weights 1 and :data:`MALIGNANCY_LOSS_WEIGHT`), density accuracy, malignancy AUC + accuracy.
+    """Compile a two-head model: Adam, summed loss (weights 1, 1), density accuracy, malignancy AUC + accuracy.
 
     ``density`` uses sparse categorical cross-entropy (targets 0–3), ``malignancy`` binary cross-entropy.
     The history keys are :data:`DEFAULT_HISTORY_KEYS` (plus ``val_`` versions).
@@ -195,7 +192,7 @@ def compile_default(model: keras.Model, learning_rate: float = 1e-3) -> keras.Mo
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss={DENSITY_OUTPUT: "sparse_categorical_crossentropy", MALIGNANCY_OUTPUT: "binary_crossentropy"},
-        loss_weights={DENSITY_OUTPUT: 1.0, MALIGNANCY_OUTPUT: MALIGNANCY_LOSS_WEIGHT},
+        loss_weights={DENSITY_OUTPUT: 1.0, MALIGNANCY_OUTPUT: 1.0},
         metrics={
             DENSITY_OUTPUT: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             MALIGNANCY_OUTPUT: [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # (history key without "val_", panel title, y label) per model kind
 CURVES: dict[str, list[tuple[str, str, str]]] = {
     "multitask": [
-        ("loss", "total loss (weighted sum of both heads)", "loss (cross-entropy, nats)"),
+        ("loss", "total loss (density + malignancy)", "loss (cross-entropy, nats)"),
         ("density_loss", "density head loss", "loss (cross-entropy, nats)"),
         ("malignancy_loss", "malignancy head loss", "loss (cross-entropy, nats)"),
         ("density_accuracy", "density accuracy (4 classes)", "accuracy (fraction correct)"),

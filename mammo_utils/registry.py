@@ -17,19 +17,18 @@ The registry is one JSON file, ``paths.models_dir() / "registry.json"``::
   modify, write), so concurrent processes never lose a version, and the new JSON is written to a temporary
   file in the same folder, flushed to disk and moved over the old one with ``os.replace``: a reader sees the
   old or the new file, never a partial one, and an exception leaves the old file untouched.
-* **Data hash** (:func:`data_hash`): SHA-256 over the sorted lines ``image-hash<TAB>density<TAB>pathology`` of
-  the rows used for training, where the image hash is a ``sha256`` column if the manifest has one, else the
-  SHA-256 of the file's bytes (or, with ``content=False``, the absolute path). Sorting makes it independent of
-  row order.
+* **Data hash and metrics**: see :mod:`mammo_utils.version_records`.
+* **Training runs are versions too**: :func:`mammo_utils.train.train` calls :meth:`Registry.adopt` on every run it
+  points ``models/runs/LATEST`` at, so a model trained from scratch becomes the current version (its parent is the
+  version it replaces); :func:`mammo_utils.evaluate_run.evaluate_run` fills in its metrics with
+  :meth:`Registry.record_metrics`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -40,12 +39,12 @@ from typing import Any
 
 import pandas as pd
 
-from mammo_utils import labels, paths
+from mammo_utils import paths
+from mammo_utils.version_records import GATE_METRICS, data_hash, headline_metrics, run_data_hash
 
 REGISTRY_FILE = "registry.json"
 SCHEMA_VERSION = 1
 STATUSES: tuple[str, ...] = ("current", "candidate-rejected", "retired")
-GATE_METRICS: tuple[str, ...] = ("density.kappa_quadratic", "malignancy.roc_auc")
 VERSION_COLUMNS: tuple[str, ...] = (
     "version", "status", "parent", "created", "density_kappa", "density_kappa_ci", "malignancy_auc",
     "malignancy_auc_ci", "gate_promote", "data_hash", "run_dir",
@@ -98,90 +97,6 @@ def _version_number(name: str) -> int:
     if not (text.startswith("v") and text[1:].isdigit()):
         raise RegistryError(f"model versions are named v1, v2, ...; got {name!r}")
     return int(text[1:])
-
-
-def headline_metrics(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The gate's headline metrics (:data:`GATE_METRICS`) with their CIs, from an ``evaluate_predictions`` dict.
-
-    A flat mapping ``{name: {"value", "ci_low", "ci_high"}}`` or ``{name: float}`` is accepted too (numbers are
-    wrapped as ``{"value": x}``). NaN and missing values become None. Returns None for None.
-    """
-    if metrics is None:
-        return None
-    out: dict[str, Any] = {}
-    for name in GATE_METRICS:
-        section, _, key = name.partition(".")
-        if name in metrics:
-            entry = metrics[name]
-        elif isinstance(metrics.get(section), Mapping) and key in metrics[section]:
-            entry = metrics[section][key]
-        else:
-            continue
-        entry = entry if isinstance(entry, Mapping) else {"value": entry}
-        out[name] = {k: _number(entry.get(k)) for k in ("value", "ci_low", "ci_high")}
-    return out
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None for a missing / NaN / infinite value (the registry is strict JSON)."""
-    if value is None or labels.is_missing(value):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def data_hash(manifest: pd.DataFrame, *, content: bool = True) -> str:
-    """SHA-256 of the images and labels of ``manifest``, independent of row order (see the module notes).
-
-    Parameters
-    ----------
-    manifest : pandas.DataFrame
-        Needs ``image_path``, ``density`` and ``pathology``; a ``sha256`` column, if present, is used as the
-        image hash instead of reading the file.
-    content : bool
-        Hash the files' bytes (default); False hashes their absolute paths instead (fast, but tied to the
-        machine's folder layout).
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``content`` is True and an image file is missing.
-    """
-    missing = [c for c in ("image_path", "density", "pathology") if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"manifest lacks column(s) {missing}; a data hash needs images and labels")
-    lines = []
-    for row in manifest.itertuples(index=False):
-        given = getattr(row, "sha256", None)
-        if given is not None and not labels.is_missing(given):
-            key = str(given).lower()
-        elif content:
-            key = _file_sha256(Path(row.image_path))
-        else:
-            key = os.path.abspath(os.fspath(row.image_path))
-        density = labels.density_from_any(row.density)
-        pathology = labels.pathology_from_any(row.pathology)
-        lines.append(f"{key}\t{density if density is not None else ''}\t{pathology or ''}")
-    digest = hashlib.sha256()
-    for line in sorted(lines):
-        digest.update(line.encode("utf-8") + b"\n")
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"cannot hash {path}: no such file (pass content=False to hash paths instead)")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def run_data_hash(run_dir: str | os.PathLike[str], *, content: bool = True) -> str:
-    """:func:`data_hash` of the training rows (``split == "train"``) of a run's ``split.csv``."""
-    split = pd.read_csv(Path(run_dir) / "split.csv")
-    return data_hash(split[split["split"] == "train"], content=content)
 
 
 class Registry:
@@ -339,18 +254,23 @@ class Registry:
         if not (folder / "model.keras").is_file():
             raise RegistryError(f"{folder} holds no model.keras; register a finished run directory")
         with self._transaction() as state:
-            names = [r["version"] for r in state["versions"]]
-            if parent is not None and parent not in names:
-                raise RegistryError(f"parent version {parent!r} is not registered; known: {', '.join(names) or 'none'}")
-            number = max((_version_number(n) for n in names), default=0) + 1
-            item = ModelVersion(f"v{number}", folder.resolve(), parent, headline_metrics(metrics), data_hash, _now(),
-                                "current" if promote else "candidate-rejected", dict(gate) if gate else None)
-            if promote:
-                self._retire_current(state)
-                state["current"] = item.version
-            state["versions"].append(item.to_record(self.root))
-            state["events"].append({"time": item.created, "action": "promote" if promote else "register",
-                                    "version": item.version, "parent": parent})
+            return self._add(state, folder, parent, metrics, data_hash, promote, gate)
+
+    def _add(self, state: dict[str, Any], folder: Path, parent: str | None, metrics: Mapping[str, Any] | None,
+             data_hash: str | None, promote: bool, gate: Mapping[str, Any] | None) -> ModelVersion:
+        """Append the next version to ``state`` (inside a transaction)."""
+        names = [r["version"] for r in state["versions"]]
+        if parent is not None and parent not in names:
+            raise RegistryError(f"parent version {parent!r} is not registered; known: {', '.join(names) or 'none'}")
+        number = max((_version_number(n) for n in names), default=0) + 1
+        item = ModelVersion(f"v{number}", folder.resolve(), parent, headline_metrics(metrics), data_hash, _now(),
+                            "current" if promote else "candidate-rejected", dict(gate) if gate else None)
+        if promote:
+            self._retire_current(state)
+            state["current"] = item.version
+        state["versions"].append(item.to_record(self.root))
+        state["events"].append({"time": item.created, "action": "promote" if promote else "register",
+                                "version": item.version, "parent": parent})
         return item
 
     @staticmethod
@@ -382,6 +302,43 @@ class Registry:
                                     "previous": previous})
         return self._version(record)
 
+    def find(self, run_dir: str | os.PathLike[str]) -> ModelVersion | None:
+        """The version registered for ``run_dir``, or None."""
+        wanted = Path(run_dir).resolve()
+        return next((v for v in self.list_versions() if v.run_dir.resolve() == wanted), None)
+
+    def adopt(self, run_dir: str | os.PathLike[str], *, content: bool = True) -> ModelVersion:
+        """Make a run trained from scratch the current version (parent: the version it replaces).
+
+        A run that is already registered is returned unchanged (so adopting twice, or after a rollback, does not
+        undo anything). Metrics come from the run's ``metrics.json`` when it exists.
+        """
+        folder = Path(run_dir)
+        known = self.find(folder)
+        if known is not None:
+            return known
+        if not (folder / "model.keras").is_file():
+            raise RegistryError(f"{folder} holds no model.keras; register a finished run directory")
+        metrics_file = folder / "metrics.json"
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+        digest = run_data_hash(folder, content=content)
+        with self._transaction() as state:
+            for record in state["versions"]:  # another process may have adopted it meanwhile
+                item = self._version(record)
+                if item.run_dir.resolve() == folder.resolve():
+                    return item
+            return self._add(state, folder, state.get("current"), metrics, digest, True, None)
+
+    def record_metrics(self, run_dir: str | os.PathLike[str], metrics: Mapping[str, Any]) -> ModelVersion | None:
+        """Store (or refresh) the headline metrics of the version of ``run_dir``; None if it is not registered."""
+        known = self.find(run_dir)
+        if known is None:
+            return None
+        with self._transaction() as state:
+            record = next(r for r in state["versions"] if r["version"] == known.version)
+            record["metrics"] = headline_metrics(metrics)
+        return self._version(record)
+
     def ensure_initial(self, *, content: bool = True) -> ModelVersion:
         """Register the latest training run (``models/runs/LATEST``) as ``v1`` when the registry is empty.
 
@@ -398,18 +355,7 @@ class Registry:
         with self._locked():
             empty = not self._read()["versions"]
         if empty:
-            run_dir = latest_run_dir()
-            metrics_file = run_dir / "metrics.json"
-            metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
-            digest = run_data_hash(run_dir, content=content)
-            with self._transaction() as state:
-                if not state["versions"]:  # another process may have done it meanwhile
-                    item = ModelVersion("v1", run_dir.resolve(), None, headline_metrics(metrics), digest, _now(),
-                                        "current", None)
-                    state["versions"].append(item.to_record(self.root))
-                    state["current"] = "v1"
-                    state["events"].append({"time": item.created, "action": "promote", "version": "v1",
-                                            "parent": None})
+            self.adopt(latest_run_dir(), content=content)
         return self.current()
 
 

@@ -29,12 +29,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
-import sys
 import time
 import warnings
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +41,9 @@ import pandas as pd
 
 from mammo_utils import paths, pipeline
 from mammo_utils.models import MODEL_NAMES, build_model, compile_model, count_params, load_model
+from mammo_utils.registry import Registry
 from mammo_utils.splits import split_by_patient
+from mammo_utils.train_setup import check_initial_model, describe, enable_determinism, resolve_strategy, versions
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -142,66 +141,6 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         os.replace(tmp, self.path)
 
 
-def describe(manifest: pd.DataFrame) -> dict[str, Any]:
-    """Images, patients and density / pathology counts per split (``"missing"`` counts absent labels)."""
-    out: dict[str, Any] = {}
-    for split, group in manifest.groupby(manifest["split"].astype(object).fillna("none"), sort=True):
-        density = group["density"].map(lambda v: "missing" if pd.isna(v) else str(int(v)))
-        pathology = group["pathology"].map(lambda v: "missing" if pd.isna(v) else str(v))
-        out[str(split)] = {
-            "n_images": int(len(group)),
-            "n_patients": int(group["patient_id"].nunique()),
-            "density": {k: int(v) for k, v in density.value_counts().sort_index().items()},
-            "pathology": {k: int(v) for k, v in pathology.value_counts().sort_index().items()},
-        }
-    return out
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python, the main packages, ``mammo_utils`` and the platform."""
-    import tensorflow as tf
-
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "python": sys.version.split()[0], "numpy": np.__version__, "pandas": pd.__version__,
-        "tensorflow": tf.__version__, "keras": keras.__version__, "mammo_utils": version("mammo-utils"),
-        "scikit-image": version("scikit-image"), "platform": platform.platform(),
-        "machine": platform.machine(), "cpu_count": str(os.cpu_count()),
-    }
-
-
-def _enable_determinism(seed: int) -> bool:
-    """Seed Python, numpy and TensorFlow; switch on deterministic ops. Returns whether that worked."""
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except (AttributeError, RuntimeError) as exc:  # very old TF, or a runtime that refuses it
-        warnings.warn(f"deterministic ops unavailable ({exc}); results may vary slightly between runs", stacklevel=3)
-        return False
-    return True
-
-
-def _resolve_strategy(strategy: str | tf.distribute.Strategy | None) -> tf.distribute.Strategy | None:
-    import tensorflow as tf
-
-    if strategy is None or isinstance(strategy, tf.distribute.Strategy):
-        return strategy
-    if str(strategy).lower() != "mirrored":
-        raise ValueError(f"strategy must be None, 'mirrored' or a tf.distribute.Strategy; got {strategy!r}")
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    if gpus:
-        return tf.distribute.MirroredStrategy(devices=gpus)
-    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
-
-
 def _prepare_split(manifest: pd.DataFrame, seed: int) -> pd.DataFrame:
     frame = manifest.copy()
     if "split" not in frame.columns or frame["split"].isna().all():
@@ -245,22 +184,6 @@ def _point_latest(run_dir: Path) -> None:
     tmp = root / f"{LATEST_FILE}.tmp"
     tmp.write_text(name + "\n", encoding="utf-8")
     os.replace(tmp, root / LATEST_FILE)
-
-
-def _check_initial_model(network: keras.Model, model: str, image_size: int, strategy: Any) -> None:
-    """Refuse an ``initial_model`` that does not fit the run's model name, image size or strategy."""
-    if strategy is not None:
-        raise ValueError("initial_model cannot be combined with a distribution strategy; pass strategy=None")
-    if not isinstance(network, keras.Model):
-        raise TypeError(f"initial_model must be a keras.Model, got {type(network).__name__}")
-    is_seed = "joint" in network.output_names
-    if is_seed != (model == "seed"):
-        raise ValueError(f"initial_model {network.name!r} has {'the seed' if is_seed else 'a two-head'} output "
-                         f"but model={model!r}; pass the model name the initial model was built as")
-    shape = tuple(network.input_shape[1:3])
-    if shape != (image_size, image_size):
-        raise ValueError(f"initial_model takes {shape[0]}x{shape[1]} images but image_size={image_size}; "
-                         "pass the image_size it was trained with")
 
 
 def train(
@@ -326,7 +249,8 @@ def train(
         with ``learning_rate``, and must match ``model`` (an 8-way ``"joint"`` output only for ``"seed"``).
         Not combinable with ``strategy`` (its variables already exist outside the strategy's scope).
     point_latest : bool
-        Point ``models/runs/LATEST`` at this run (False for candidate runs that must not replace it).
+        Point ``models/runs/LATEST`` at this run and make it the registry's current version
+        (:meth:`~mammo_utils.registry.Registry.adopt`); False for candidate runs that must not replace it.
     extra_params : dict, optional
         Merged into ``params.json`` (e.g. the parent run of a fine-tuned model).
 
@@ -339,9 +263,9 @@ def train(
     if epochs < 1 or batch_size < 1 or image_size < 32:
         raise ValueError("epochs and batch_size must be positive and image_size at least 32")
     if initial_model is not None:
-        _check_initial_model(initial_model, model, image_size, strategy)
+        check_initial_model(initial_model, model, image_size, strategy)
     started = time.time()
-    deterministic = _enable_determinism(seed)
+    deterministic = enable_determinism(seed)
     requested_epochs, requested_batch = epochs, batch_size
     frame = _prepare_split(manifest, seed)
     if fast:
@@ -366,7 +290,7 @@ def train(
 
     run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(model, frame)
     paths.ensure_dir(run_dir)
-    distribution = _resolve_strategy(strategy)
+    distribution = resolve_strategy(strategy)
     scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
     with scope:
         network = initial_model if initial_model is not None else \
@@ -418,5 +342,6 @@ def train(
     _write_json(run_dir / "params.json", params)
     if point_latest:
         _point_latest(run_dir)
+        Registry().adopt(run_dir)  # a model trained from scratch becomes the current version
     return RunResult(run_dir, network, history, params)
 

@@ -1,4 +1,4 @@
-"""Tests for mammo_utils.registry: versions, statuses, rollback, safe writes, concurrency, data hash, ensure_initial."""
+"""Tests for mammo_utils.registry: versions, statuses, rollback, safe writes, concurrency, adoption, ensure_initial."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from mammo_utils import registry as reg
-from mammo_utils.registry import Registry, RegistryError, data_hash, headline_metrics
+from mammo_utils.registry import Registry, RegistryError
+from mammo_utils.version_records import data_hash
 
 METRICS = {"density": {"kappa_quadratic": {"value": 0.61, "ci_low": 0.5, "ci_high": 0.7, "n_boot_used": 10}},
            "malignancy": {"roc_auc": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}}
@@ -139,43 +140,6 @@ def test_concurrent_registration_loses_nothing(registry: Registry) -> None:
     assert (table["status"] == "current").sum() == 1
 
 
-def test_data_hash_is_order_free_and_label_sensitive(tmp_path: Path) -> None:
-    files = []
-    for i in range(4):
-        path = tmp_path / f"img{i}.png"
-        path.write_bytes(bytes([i]) * 10)
-        files.append(str(path))
-    frame = pd.DataFrame({"image_path": files, "density": [1, 2, 3, pd.NA],
-                          "pathology": ["benign", "malignant", pd.NA, "benign"]})
-    digest = data_hash(frame)
-    assert len(digest) == 64
-    assert data_hash(frame.iloc[::-1]) == digest == data_hash(frame.sample(frac=1, random_state=1))
-    relabelled = frame.assign(density=[1, 2, 4, pd.NA])
-    assert data_hash(relabelled) != digest
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    for path in files:
-        os.replace(path, moved / Path(path).name)
-    copy = frame.assign(image_path=[str(moved / Path(p).name) for p in files])
-    assert data_hash(copy) == digest  # content, not location
-    assert data_hash(copy, content=False) != data_hash(frame, content=False)
-    with pytest.raises(FileNotFoundError, match="content=False"):
-        data_hash(frame)
-    given = frame.assign(sha256=["A", "b", "c", "d"])
-    assert data_hash(given) == data_hash(given.assign(sha256=["a", "b", "c", "d"]))  # files not read
-    with pytest.raises(ValueError, match="lacks column"):
-        data_hash(frame.drop(columns="pathology"))
-
-
-def test_headline_metrics_forms() -> None:
-    assert headline_metrics(METRICS) == {"density.kappa_quadratic": {"value": 0.61, "ci_low": 0.5, "ci_high": 0.7},
-                                         "malignancy.roc_auc": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}
-    flat = headline_metrics({"density.kappa_quadratic": float("nan"), "malignancy.roc_auc": {"value": 0.7}})
-    assert flat == {"density.kappa_quadratic": {"value": None, "ci_low": None, "ci_high": None},
-                    "malignancy.roc_auc": {"value": 0.7, "ci_low": None, "ci_high": None}}
-    assert headline_metrics(None) is None
-
-
 def test_ensure_initial_and_current_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAMMO_HOME", str(tmp_path))
     registry = Registry()
@@ -208,3 +172,34 @@ def test_ensure_initial_and_current_run_dir(tmp_path: Path, monkeypatch: pytest.
     (other / "model.keras").unlink()
     with pytest.raises(FileNotFoundError, match="roll back"):
         reg.current_run_dir(registry)
+
+
+def test_adopt_makes_a_new_training_run_current_once(registry: Registry, tmp_path: Path) -> None:
+    root = registry.root
+    first = make_run(root, "a")
+    pd.DataFrame({"image_path": ["x.png"], "density": [2], "pathology": ["benign"], "split": ["train"]}).to_csv(
+        first / "split.csv", index=False)
+    (first / "metrics.json").write_text(json.dumps(METRICS))
+    v1 = registry.adopt(first, content=False)
+    assert (v1.version, v1.parent, v1.status) == ("v1", None, "current")
+    assert v1.metrics["density.kappa_quadratic"]["value"] == 0.61 and v1.data_hash
+    assert registry.adopt(first, content=False) == v1 and len(registry.list_versions()) == 1, "adopting is idempotent"
+
+    second = make_run(root, "b")
+    (second / "split.csv").write_text((first / "split.csv").read_text())
+    v2 = registry.adopt(second, content=False)
+    assert (v2.version, v2.parent, registry.current().version) == ("v2", "v1", "v2")
+    registry.rollback("v1")
+    assert registry.adopt(second, content=False).version == "v2" and registry.current().version == "v1", \
+        "re-adopting a registered run does not undo a rollback"
+    with pytest.raises(RegistryError, match="model.keras"):
+        registry.adopt(tmp_path / "empty", content=False)
+
+
+def test_record_metrics_updates_only_registered_runs(registry: Registry) -> None:
+    run = make_run(registry.root, "a")
+    assert registry.record_metrics(run, METRICS) is None
+    registry.register(run, parent=None, metrics=None, data_hash=None, promote=True)
+    updated = registry.record_metrics(run, METRICS)
+    assert updated.metrics["malignancy.roc_auc"] == {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}
+    assert registry.get("v1").metrics == updated.metrics

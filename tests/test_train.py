@@ -174,8 +174,6 @@ def test_fast_mode_caps_images_per_split() -> None:
 def test_bad_requests_fail_clearly(manifest: pd.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown model"):
         train.train(manifest, model="resnet")
-    with pytest.raises(ValueError, match="strategy"):
-        train._resolve_strategy("tpu")
     no_val = manifest.assign(split=manifest["split"].replace("val", "train"))
     with pytest.raises(ValueError, match="validation"):
         train.train(no_val, image_size=64, verbose=0, run_dir=tmp_path / "x")
@@ -185,3 +183,4 @@ def test_load_run_without_any_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MAMMO_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="train one first"):
         train.load_run()
+

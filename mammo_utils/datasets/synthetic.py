@@ -9,7 +9,8 @@ Each image is drawn by :func:`~mammo_utils.datasets.synthetic_phantom.synthetic_
 Label noise, so that a good model lands below perfect: 5 % of breasts have their pathology flipped and 5 % of
 patients have their density moved to an adjacent class. The manifest's ``density`` and ``pathology`` hold the
 (noisy) labels; ``true_density``, ``true_pathology``, ``dense_fraction``, ``finding``, ``subtlety`` (1 = subtle,
-5 = obvious) and ``label_noise`` hold the ground truth. About 12 % of images are colour-tinted RGB, about
+5 = obvious), ``label_noise`` and the finding's centre and radius in pixels (``finding_y``, ``finding_x``,
+``finding_radius``) hold the ground truth. About 12 % of images are colour-tinted RGB, about
 15 % of the rest are 16-bit grey PNGs, the others 8-bit grey.
 """
 
@@ -39,11 +40,12 @@ from mammo_utils.datasets.synthetic_phantom import (
 
 __all__ = ["generate_synthetic", "load_synthetic", "plan_synthetic", "synthetic_phantom", "default_dir"]
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFAULT_N = 2000
 FAST_N = 200
 EXTRA_COLUMNS: tuple[str, ...] = (
     "true_density", "true_pathology", "dense_fraction", "finding", "subtlety", "label_noise",
+    "finding_y", "finding_x", "finding_radius",
 )
 DENSITY_PROBABILITIES: tuple[float, ...] = (0.18, 0.32, 0.32, 0.18)
 MALIGNANT_PROBABILITY = 0.45
@@ -152,6 +154,9 @@ def _render_chunk(jobs: list[dict[str, Any]], images_dir: str, seed: int) -> lis
             "finding": truth["finding"],
             "subtlety": truth["subtlety"],
             "label_noise": job["label_noise"],
+            "finding_y": truth["finding_centre"][0],
+            "finding_x": truth["finding_centre"][1],
+            "finding_radius": truth["finding_radius"],
         })
     return rows
 
