@@ -32,7 +32,7 @@ import os
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -54,6 +54,9 @@ from mammo_utils.submission import (
     sanitize_name,
     utc,
 )
+
+if TYPE_CHECKING:  # pandas is imported only when a table is asked for
+    import pandas as pd
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -319,7 +322,7 @@ class Store:
         with self.engine.connect() as connection:
             return [self._row_to_submission(row) for row in connection.execute(query)]
 
-    def submissions(self, status: str | None = None):
+    def submissions(self, status: str | None = None) -> pd.DataFrame:
         """The submissions as a DataFrame, one row per submission, oldest first.
 
         Columns are the :class:`Submission` fields except ``duplicate``; ``density`` is nullable Int64,
@@ -340,7 +343,7 @@ class Store:
             frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
 
-    def manifest(self, status: str | None = "accepted"):
+    def manifest(self, status: str | None = "accepted") -> pd.DataFrame:
         """The submissions with this review status (None: all) as a manifest (``mammo_utils.datasets.schema``).
 
         ``source`` is "submission", ``patient_id`` is ``submission-<id>`` (no patient identifier is kept, so each

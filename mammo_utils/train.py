@@ -131,6 +131,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.path, self.monitor, self.best = Path(path), monitor, np.inf
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Save the model when the monitored value improved (a finite value below the best so far)."""
         value = (logs or {}).get(self.monitor)
         if value is None or not np.isfinite(value) or value >= self.best:
             return
