@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from mammo_utils.models import BACKBONE_LAYER, LAST_CONV_LAYER, load_model, set_
 from mammo_utils.registry import ModelVersion, Registry, current_run_dir, data_hash
 from mammo_utils.splits import split_by_patient
 from mammo_utils.train import load_run, runs_dir, train
+from mammo_utils.train_setup import unique_run_dir, write_json
 
 DEFAULT_UNFREEZE_TOP_N = 16  # default model: the last stage (two separable units, 13 layers) + the 1x1 conv block
 PHASES: tuple[str, ...] = ("heads", "unfreeze")
@@ -212,21 +212,6 @@ def finetune_manifest(
 
 
 # ------------------------------------------------------------------------------------------- training
-def _new_run_dir(model: str) -> Path:
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}_finetune_{model}"
-    run_dir, n = runs_dir() / base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = runs_dir() / f"{base}-{n}"
-    return run_dir
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def finetune(
     submissions: pd.DataFrame,
     *,
@@ -284,7 +269,7 @@ def finetune(
                                  n_replay=n_replay, held_out_fraction=held_out_fraction, val_fraction=val_fraction,
                                  seed=seed)
     name, size = str(base.params["model"]), int(base.params["image_size"])
-    folder = Path(run_dir) if run_dir is not None else _new_run_dir(name)
+    folder = Path(run_dir) if run_dir is not None else unique_run_dir(runs_dir(), f"finetune_{name}")
     counts = manifest.groupby(["split", ORIGIN_COLUMN]).size()
     info = {"base_run": str(base_dir.resolve()), "parent_version": parent_version, "phases": [],
             "rows": {f"{s}/{o}": int(n) for (s, o), n in counts.items()},
@@ -315,7 +300,7 @@ def finetune(
     params = json.loads((folder / "params.json").read_text(encoding="utf-8"))
     params.update({"model": name, "epochs_trained": len(history), "best_val_loss": best[kept], "finetune_phase": kept,
                    "finetune": info | {"kept_phase": kept}})
-    _write_json(folder / "params.json", params)
+    write_json(folder / "params.json", params)
     model = load_model(folder / "model.keras", compile=False)
     return FinetuneResult(folder, model, history, params, base_dir, read_split(folder))
 

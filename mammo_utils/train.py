@@ -43,7 +43,15 @@ from mammo_utils import paths, pipeline
 from mammo_utils.models import MODEL_NAMES, build_model, compile_model, count_params, load_model
 from mammo_utils.registry import Registry
 from mammo_utils.splits import split_by_patient
-from mammo_utils.train_setup import check_initial_model, describe, enable_determinism, resolve_strategy, versions
+from mammo_utils.train_setup import (
+    check_initial_model,
+    describe,
+    enable_determinism,
+    resolve_strategy,
+    unique_run_dir,
+    versions,
+    write_json,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -165,18 +173,7 @@ def _cap(frame: pd.DataFrame, split: str, limit: int, seed: int) -> pd.DataFrame
 def _new_run_dir(model: str, frame: pd.DataFrame) -> Path:
     sources = sorted({str(s) for s in frame["source"].dropna()}) or ["manifest"]
     source = "+".join(sources) if len(sources) <= 2 else "mixed"
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}_{model}_{source}".replace(os.sep, "-")
-    run_dir, n = runs_dir() / base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = runs_dir() / f"{base}-{n}"
-    return run_dir
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    return unique_run_dir(runs_dir(), f"{model}_{source}")
 
 
 def _point_latest(run_dir: Path) -> None:
@@ -314,8 +311,8 @@ def train(
         "initial_model": initial_model.name if initial_model is not None else None,
         **(extra_params or {}),
     }
-    _write_json(run_dir / "params.json", params)
-    _write_json(run_dir / "versions.json", versions())
+    write_json(run_dir / "params.json", params)
+    write_json(run_dir / "versions.json", versions())
     frame.to_csv(run_dir / "split.csv", index=False)
     columns = ["image_path", "split", *[c for c in cached.records.columns if c not in ("image_path", "cache_file")]]
     cached.standardization(frame)[columns].to_csv(run_dir / "standardization.csv", index=False)
@@ -340,7 +337,7 @@ def train(
         "status": "finished", "epochs_trained": int(len(history)), "best_epoch": int(history["epoch"].iloc[best]),
         "best_val_loss": float(history["val_loss"].iloc[best]), "duration_s": round(time.time() - started, 2),
     })
-    _write_json(run_dir / "params.json", params)
+    write_json(run_dir / "params.json", params)
     if point_latest:
         _point_latest(run_dir)
         Registry().adopt(run_dir)  # a model trained from scratch becomes the current version

@@ -3,11 +3,14 @@ of a given starting model, and the descriptions written into the run directory (
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import time
 import sys
 import warnings
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -17,7 +20,8 @@ import pandas as pd
 if TYPE_CHECKING:
     import tensorflow as tf
 
-__all__ = ["check_initial_model", "describe", "enable_determinism", "resolve_strategy", "versions"]
+__all__ = ["check_initial_model", "describe", "enable_determinism", "resolve_strategy", "unique_run_dir", "versions",
+           "write_json"]
 
 
 def describe(manifest: pd.DataFrame) -> dict[str, Any]:
@@ -95,3 +99,20 @@ def check_initial_model(network: keras.Model, model: str, image_size: int, strat
     if shape != (image_size, image_size):
         raise ValueError(f"initial_model takes {shape[0]}x{shape[1]} images but image_size={image_size}; "
                          "pass the image_size it was trained with")
+
+
+def unique_run_dir(parent: Path, label: str) -> Path:
+    """``parent / "<YYYYmmdd-HHMMSS>_<label>"``, with ``-2``, ``-3`` ... appended while that name exists."""
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}_{label}".replace(os.sep, "-")
+    run_dir, n = parent / base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = parent / f"{base}-{n}"
+    return run_dir
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON atomically (temporary file in the same folder, then ``os.replace``)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -42,3 +42,15 @@ def test_initial_model_must_fit_the_run():
         train_setup.check_initial_model(model, "default", 64, "mirrored")
     with pytest.raises(TypeError, match="keras.Model"):
         train_setup.check_initial_model("model.keras", "default", 64, None)
+
+
+def test_unique_run_dir_and_atomic_json(tmp_path):
+    first = train_setup.unique_run_dir(tmp_path, "default_synthetic")
+    assert first.parent == tmp_path and first.name.endswith("_default_synthetic") and not first.exists()
+    first.mkdir()
+    second = train_setup.unique_run_dir(tmp_path, "default_synthetic")
+    assert second.name == first.name + "-2"
+    target = tmp_path / "params.json"
+    train_setup.write_json(target, {"a": 1, "path": tmp_path})
+    assert target.read_text().startswith("{\n") and '"a": 1' in target.read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

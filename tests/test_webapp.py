@@ -169,6 +169,13 @@ def test_upload_predict_error_and_sample_in_chromium(chromium: Path, voila: tupl
             page.locator(".mammo-sample").click()  # and the page still works
             expect(results.filter(has_text="CBIS-DDSM")).to_have_count(1)
             expect(results).to_have_count(2)
+
+            submit = page.locator(".mammo-submit-button")  # version 2: submit the last predicted image
+            submit.click()
+            expect(page.locator(".mammo-submit-error")).to_contain_text("consent")
+            page.locator(".mammo-consent input").check()
+            submit.click()
+            expect(page.locator(".mammo-submitted")).to_contain_text("stored as submission")
         except Exception:
             print("---- Voilà log (end) ----\n" + log_path.read_text(errors="replace")[-4000:])
             raise
