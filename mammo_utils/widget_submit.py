@@ -29,8 +29,9 @@ __all__ = ["CONSENT_TEXT", "PendingUpload", "SubmitOutcome", "build_submit_form"
 CONSENT_TEXT = ("I have the right to share this image, and I consent to it being stored (de-identified) and used "
                 "to update the model.")
 UNKNOWN = "not given"
-_DENSITY_OPTIONS = [(UNKNOWN, None)] + [(f"{DENSITY_LETTERS[k]} - {DENSITY_NAMES[k]}", k) for k in (1, 2, 3, 4)]
-_PATHOLOGY_OPTIONS = [(UNKNOWN, None), ("benign", "benign"), ("malignant", "malignant")]
+# "not given" is 0 / "" rather than None: a Dropdown whose value is None shows no selection at all
+_DENSITY_OPTIONS = [(UNKNOWN, 0)] + [(f"{DENSITY_LETTERS[k]} - {DENSITY_NAMES[k]}", k) for k in (1, 2, 3, 4)]
+_PATHOLOGY_OPTIONS = [(UNKNOWN, ""), ("benign", "benign"), ("malignant", "malignant")]
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,8 @@ def build_submit_form(get_upload: Callable[[], PendingUpload | None],
     """
     import ipywidgets as widgets
 
-    density = widgets.Dropdown(options=_DENSITY_OPTIONS, value=None, description="Density")
-    pathology = widgets.Dropdown(options=_PATHOLOGY_OPTIONS, value=None, description="Pathology")
+    density = widgets.Dropdown(options=_DENSITY_OPTIONS, value=0, description="Density")
+    pathology = widgets.Dropdown(options=_PATHOLOGY_OPTIONS, value="", description="Pathology")
     submitter = widgets.Text(placeholder="optional", description="Your name")
     consent = widgets.Checkbox(value=False, description=CONSENT_TEXT, indent=False,
                                layout=widgets.Layout(width="auto"))
@@ -159,7 +160,8 @@ def build_submit_form(get_upload: Callable[[], PendingUpload | None],
     def on_submit(_: Any) -> None:
         button.disabled = True
         try:  # submit_upload never raises; opening the store happens inside it
-            outcome = submit_upload(the_store, get_upload(), density=density.value, pathology=pathology.value,
+            outcome = submit_upload(the_store, get_upload(), density=density.value or None,
+                                    pathology=pathology.value or None,
                                     consent=consent.value, submitter=submitter.value.strip())
         finally:
             button.disabled = False

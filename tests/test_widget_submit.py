@@ -91,6 +91,7 @@ def test_panel_submits_the_last_predicted_upload(store: Store, predictor: Predic
     density, pathology = [w for w in _walk(form) if isinstance(w, widgets.Dropdown)]
     result = [w for w in _walk(form) if isinstance(w, widgets.HTML)][-1]
 
+    assert (density.label, pathology.label) == ("not given", "not given"), "the empty choice is shown, not a blank"
     submit.click()
     assert "mammo-submit-error" in result.value and "Upload an image first" in result.value
 
