@@ -143,7 +143,7 @@ def build_submit_form(get_upload: Callable[[], PendingUpload | None],
 
     density = widgets.Dropdown(options=_DENSITY_OPTIONS, value=0, description="Density")
     pathology = widgets.Dropdown(options=_PATHOLOGY_OPTIONS, value="", description="Pathology")
-    submitter = widgets.Text(placeholder="optional", description="Your name")
+    submitter = widgets.Text(description="Your name", tooltip="optional")
     consent = widgets.Checkbox(value=False, description=CONSENT_TEXT, indent=False,
                                layout=widgets.Layout(width="auto"))
     consent.add_class("mammo-consent")
