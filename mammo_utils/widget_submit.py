@@ -63,6 +63,11 @@ class SubmitOutcome:
     duplicate: bool = False
 
 
+def _resolve(store: Store | Callable[[], Store]) -> Store:
+    """The store itself, or the one a factory returns (a Store has ``submit``; a factory does not)."""
+    return store if hasattr(store, "submit") else store()
+
+
 def _prediction_record(prediction: Prediction | None) -> tuple[dict[str, Any] | None, str | None]:
     if prediction is None:
         return None, None
@@ -99,8 +104,7 @@ def submit_upload(store: Store | Callable[[], Store], upload: PendingUpload | No
 
     record, version = _prediction_record(upload.prediction)
     try:
-        target = store() if callable(store) and not hasattr(store, "submit") else store
-        stored = target.submit(upload.content, filename=upload.name, density=density, pathology=pathology,
+        stored = _resolve(store).submit(upload.content, filename=upload.name, density=density, pathology=pathology,
                                consent=True, submitter=submitter or None, prediction=record, model_version=version)
     except SubmissionError as exc:
         return SubmitOutcome(False, f"{upload.name}: not submitted. {exc}")
@@ -154,7 +158,7 @@ def build_submit_form(get_upload: Callable[[], PendingUpload | None],
 
     def the_store() -> Store:
         if "store" not in opened:
-            opened["store"] = store() if callable(store) and not hasattr(store, "submit") else store
+            opened["store"] = _resolve(store)
         return opened["store"]
 
     def on_submit(_: Any) -> None:
