@@ -36,7 +36,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from mammo_utils.io import (
+from mammo_utils.mammogram import (
     Mammogram,
     MammogramReadError,
     check_dimensions,
@@ -60,7 +60,7 @@ _LARGEST = 1e30  # rescale/window parameters beyond this are treated as invalid
 
 
 def decode_dicom(data: bytes, label: str, *, max_pixels: int, min_side: int) -> Mammogram:
-    """Decode DICOM bytes into a :class:`~mammo_utils.io.Mammogram` (without the file name)."""
+    """Decode DICOM bytes into a :class:`~mammo_utils.mammogram.Mammogram` (without the file name)."""
     ds = pydicom.dcmread(BytesIO(data), force=True)
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         if b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data:  # the (7FE0,0010) tag is there

@@ -350,12 +350,10 @@ class Registry:
         FileNotFoundError
             If the registry is empty and no training run is recorded.
         """
-        from mammo_utils.train import latest_run_dir
-
         with self._locked():
             empty = not self._read()["versions"]
         if empty:
-            self.adopt(latest_run_dir(), content=content)
+            self.adopt(paths.latest_run_dir(), content=content)
         return self.current()
 
 
@@ -371,9 +369,7 @@ def current_run_dir(registry: Registry | None = None) -> Path:
     try:
         item = registry.current()
     except RegistryError:
-        from mammo_utils.train import latest_run_dir  # imports TensorFlow: only when needed
-
-        return latest_run_dir()
+        return paths.latest_run_dir()
     if not item.model_path.is_file():
         raise FileNotFoundError(f"the current model version {item.version} points at {item.run_dir}, which holds "
                                 "no model.keras; roll back to another version (python -m mammo_utils rollback VERSION)")

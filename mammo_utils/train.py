@@ -41,6 +41,7 @@ import pandas as pd
 
 from mammo_utils import paths, pipeline
 from mammo_utils.models import MODEL_NAMES, build_model, compile_model, count_params, load_model
+from mammo_utils.paths import LATEST_FILE, latest_run_dir, runs_dir  # re-exported; they live in paths
 from mammo_utils.registry import Registry
 from mammo_utils.splits import split_by_patient
 from mammo_utils.train_setup import (
@@ -56,7 +57,6 @@ from mammo_utils.train_setup import (
 if TYPE_CHECKING:
     import tensorflow as tf
 
-LATEST_FILE = "LATEST"
 FAST_EPOCHS = 2  # fast mode: at most this many epochs,
 FAST_MAX_TRAIN = 200  # at most this many training images,
 FAST_MAX_VAL = 100  # and validation images,
@@ -86,28 +86,6 @@ class RunResult:
     model: keras.Model
     history: pd.DataFrame
     params: dict[str, Any]
-
-
-def runs_dir() -> Path:
-    """``paths.models_dir() / "runs"``: where run directories go by default."""
-    return paths.models_dir() / "runs"
-
-
-def latest_run_dir() -> Path:
-    """The run directory named in ``models/runs/LATEST``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If no run was recorded yet, or the recorded run directory is gone.
-    """
-    pointer = runs_dir() / LATEST_FILE
-    if not pointer.is_file():
-        raise FileNotFoundError(f"no training run recorded in {pointer}; train one first (notebooks/02_train.ipynb)")
-    run_dir = runs_dir() / pointer.read_text(encoding="utf-8").strip()  # an absolute path stays absolute
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"the latest run directory {run_dir} (from {pointer}) no longer exists")
-    return run_dir
 
 
 def load_run(run_dir: str | os.PathLike[str] | None = None, compile: bool = True) -> RunResult:

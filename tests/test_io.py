@@ -7,6 +7,8 @@ DICOM pixel-pipeline details are tested in tests/test_io_dicom.py, whose builder
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -28,7 +30,6 @@ from mammo_utils.io import (
     MIN_SIDE,
     Mammogram,
     MammogramReadError,
-    laterality_view_from_text,
     read_mammogram,
 )
 
@@ -279,15 +280,21 @@ def test_decoder_exceptions_are_wrapped() -> None:
         read_mammogram(bytes(header))
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Mass-Test_P_00820_LEFT_CC", ("L", "CC")), ("P_00001_LEFT_MLO.png", ("L", "MLO")),
-    ("Calc-Training_P_00005_RIGHT_MLO", ("R", "MLO")), ("L_CC", ("L", "CC")), ("RMLO.dcm", ("R", "MLO")),
-    ("22678622_MG_R_CC_ANON.dcm", ("R", "CC")), ("mdb001.pgm", ("R", "MLO")), ("mdb322", ("L", "MLO")),
-    ("xccl-left", ("L", "CC")), ("scan.png", (None, None)), ("LEFT_RIGHT_CC", (None, "CC")),
-    ("CC and MLO", (None, None)), ("Calcium_left", ("L", None)), ("", (None, None)),
-])
-def test_laterality_view_from_text(text: str, expected: tuple[str | None, str | None]) -> None:
-    assert laterality_view_from_text(text) == expected
+def test_laterality_and_view_come_from_the_file_name() -> None:
+    png = pil_bytes(Image.fromarray(ramp(80, 96, 255, np.uint8)), "PNG")
+    named = read_mammogram(png, filename="P_00001_RIGHT_MLO.png")
+    assert (named.laterality, named.view, named.filename) == ("R", "MLO", "P_00001_RIGHT_MLO.png")
+    assert (read_mammogram(png).laterality, read_mammogram(png).view) == (None, None)
+    # the helper's own cases are in tests/test_mammogram.py
+
+
+def test_pydicom_is_only_imported_for_dicom() -> None:
+    code = ("import sys, io as stdio\nfrom PIL import Image\nfrom mammo_utils.io import read_mammogram\n"
+            "buffer = stdio.BytesIO()\nImage.new('L', (80, 80)).save(buffer, 'PNG')\nread_mammogram(buffer.getvalue())\n"
+            "print('pydicom' in sys.modules, 'mammo_utils.io_dicom' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "False"]
 
 
 # ----------------------------------------------------------------------------------------------- properties
