@@ -89,6 +89,7 @@ def _worker(args: argparse.Namespace) -> None:
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
         "n_train": int((manifest["split"] == "train").sum()),
         "n_test": len(evaluation.test),
+        "run_dir": str(run.run_dir),
         "metrics": {key: metric_entry(evaluation.metrics, key)
                     for key in ("density.accuracy", "density.kappa_quadratic", "malignancy.roc_auc")},
     }
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated subset of 'default,seed' (one model: its line only, no comparison)")
     parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -113,10 +116,13 @@ def main() -> None:
     if args.worker:
         _worker(args)
         return
+    models = [m for m in MODELS if m in args.models.split(",")]
+    if not models or set(args.models.split(",")) - set(MODELS):
+        parser.error(f"--models must name some of {', '.join(MODELS)}, got {args.models!r}")
     out = Path(tempfile.mkdtemp(prefix="models_vs_seed-"))
     manifest = _split_manifest(args.max_train, args.seed, out / "manifest.csv")
     results = {}
-    for model in MODELS:
+    for model in models:
         command = [sys.executable, __file__, "--worker", model, "--manifest", str(manifest), "--out", str(out),
                    "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
                    "--n-boot", str(args.n_boot)]
@@ -126,6 +132,9 @@ def main() -> None:
         if done.returncode != 0 or not lines:
             sys.exit(f"{model} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         results[model] = json.loads(lines[-1][len("RESULT "):])
+        print(lines[-1], flush=True)
+    if len(results) < len(MODELS):
+        return
     first = results["default"]
     print(f"\nSynthetic data, same patient-level split: {first['n_train']} training images, {args.epochs} epochs, "
           f"batch {args.batch_size}; metrics on the held-out synthetic test split ({first['n_test']} images), "
@@ -143,12 +152,25 @@ def main() -> None:
         seed_m, default_m = results["seed"]["metrics"][key], results["default"]["metrics"][key]  # a ratio would
         # divide by zero (a kappa of 0 is common early in training): the metric rows show the difference
         print(f"{label:28}{_fmt(seed_m):>28}{_fmt(default_m):>28}{default_m['value'] - seed_m['value']:>+16.3f}")
+    import pandas as pd
+
     from mammo_utils import paths
+    from mammo_utils.compare import paired_comparison
+
+    pair = ("seed", "default")  # difference = default - seed
+    paired = paired_comparison(*(pd.read_csv(Path(results[m]["run_dir"]) / "predictions_test.csv") for m in pair),
+                               names=pair, n_boot=args.n_boot, seed=args.seed)
+    print(f"\nPaired comparison on the same {first['n_test']} held-out synthetic test images (patients resampled "
+          f"together, {args.n_boot} replicates): default - seed, 95 % CI, share of replicates where default is better")
+    for metric, row in paired.iterrows():
+        print(f"{metric:28}{row['difference']:>+10.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+              f"{row['p_b_better']:>10.2f}")
 
     saved = paths.ensure_dir(paths.models_dir() / "benchmarks") / "models_vs_seed.json"
     config = {"data": "synthetic", "split": "test", "epochs": args.epochs, "max_train": args.max_train,
               "batch_size": args.batch_size, "seed": args.seed, "n_boot": args.n_boot}
-    saved.write_text(json.dumps({"config": config, "results": results}, indent=2))
+    comparison = {metric: {k: float(v) for k, v in row.items()} for metric, row in paired.iterrows()}
+    saved.write_text(json.dumps({"config": config, "results": results, "paired_difference": comparison}, indent=2))
     print(f"\nrun directories: {out}\nresults: {saved}")
 
 
