@@ -33,8 +33,22 @@ def _density_label(density: int) -> str:
     return f"{density} ({labels.density_letter(density)}) {labels.density_name(density)}"
 
 
+def _check_manifest(manifest: pd.DataFrame, columns: Sequence[str], caller: str, *, density: bool = False) -> None:
+    """Raise ``ValueError`` naming ``caller`` if ``manifest`` lacks ``columns`` or rows, or (with ``density``)
+    has no BI-RADS density label at all."""
+    missing = [c for c in columns if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"{caller}: the manifest has no column(s) {missing}; pass a table built by "
+                         "mammo_utils.datasets (see the manifest schema)")
+    if manifest.empty:
+        raise ValueError(f"{caller}: the manifest has no rows; nothing to plot")
+    if density and not manifest["density"].isin(labels.DENSITY_CLASSES).any():
+        raise ValueError(f"{caller}: no image has a BI-RADS density label (1-4); nothing to plot by density")
+
+
 def class_balance(manifest: pd.DataFrame, title_prefix: str = "") -> Figure:
     """Counts of images per BI-RADS density × pathology, as a bar chart and a heat map."""
+    _check_manifest(manifest, ("density", "pathology", "patient_id"), "class_balance")
     frame = manifest.assign(
         density_label=manifest["density"].map(lambda d: "unknown" if pd.isna(d) else _density_label(int(d))),
         pathology_label=manifest["pathology"].fillna("unknown"),
@@ -56,6 +70,10 @@ def image_grid_by_density(
     manifest: pd.DataFrame, per_class: int = 4, seed: int = 0, title_prefix: str = ""
 ) -> Figure:
     """A grid of raw images: one row per density class, ``per_class`` random images per row."""
+    _check_manifest(manifest, ("image_path", "density", "laterality", "view", "pathology"), "image_grid_by_density",
+                    density=True)
+    if per_class < 1:
+        raise ValueError(f"image_grid_by_density: per_class must be at least 1, not {per_class}")
     classes = [d for d in labels.DENSITY_CLASSES if (manifest["density"] == d).any()]
     fig, axes = plt.subplots(len(classes), per_class, figsize=(2.2 * per_class, 2.7 * len(classes)), squeeze=False)
     for row, density in enumerate(classes):
@@ -81,6 +99,7 @@ def intensity_histograms(
     manifest: pd.DataFrame, per_class: int = 30, bins: int = 50, seed: int = 0, title_prefix: str = ""
 ) -> Figure:
     """Pixel-intensity distributions inside the standardized breast, one curve per density class."""
+    _check_manifest(manifest, ("image_path", "density"), "intensity_histograms", density=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     for density in labels.DENSITY_CLASSES:
         rows = manifest[manifest["density"] == density]
@@ -103,6 +122,8 @@ def intensity_histograms(
 def standardization_grid(image_paths: Sequence[str | Path], title: str) -> Figure:
     """Before/after pairs: the raw image with its crop box, and the standardized model input."""
     n = len(image_paths)
+    if not n:
+        raise ValueError("standardization_grid: no image paths given; nothing to plot")
     cols = 4
     rows = int(np.ceil(n / cols)) * 2
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.3 * rows), squeeze=False)

@@ -38,6 +38,9 @@ def roc_pr_curves(predictions: pd.DataFrame, metrics: Mapping[str, Any], title: 
     """ROC and precision–recall curves of the malignancy head, with AUCs and their 95 % CIs in the legend."""
     rows = predictions.dropna(subset=["malignant"])
     y, p = rows["malignant"].to_numpy(int), rows["p_malignant"].to_numpy(float)
+    if y.sum() in (0, len(y)):
+        raise ValueError(f"roc_pr_curves: ROC and PR curves need labelled benign and malignant cases; the predictions "
+                         f"have {len(y) - y.sum()} benign and {y.sum()} malignant")
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
     auc, ap = metrics["malignancy"]["roc_auc"], metrics["malignancy"]["pr_auc"]
     fpr, tpr, _ = roc_curve(y, p)

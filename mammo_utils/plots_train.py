@@ -60,6 +60,9 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
     """
     kind = "multitask" if "density_loss" in history.columns else "joint"
     panels = [p for p in CURVES[kind] if p[0] in history.columns]
+    if not panels:
+        raise ValueError(f"training_curves: the history has none of the curves {[p[0] for p in CURVES[kind]]} "
+                         f"(its columns: {list(history.columns)}); pass a run's history.csv")
     cols = 3 if len(panels) > 2 else len(panels)
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.2 * rows), squeeze=False)

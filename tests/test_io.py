@@ -290,7 +290,8 @@ def test_laterality_and_view_come_from_the_file_name() -> None:
 
 def test_pydicom_is_only_imported_for_dicom() -> None:
     code = ("import sys, io as stdio\nfrom PIL import Image\nfrom mammo_utils.io import read_mammogram\n"
-            "buffer = stdio.BytesIO()\nImage.new('L', (80, 80)).save(buffer, 'PNG')\nread_mammogram(buffer.getvalue())\n"
+            "buffer = stdio.BytesIO()\nImage.new('L', (80, 80)).save(buffer, 'PNG')\n"
+            "read_mammogram(buffer.getvalue())\n"
             "print('pydicom' in sys.modules, 'mammo_utils.io_dicom' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
