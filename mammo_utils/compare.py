@@ -3,8 +3,10 @@
 Two 95 % CIs that overlap do not say whether one model is better: the models were scored on the *same* patients,
 so the honest comparison resamples patients once per replicate and scores both models on that resample.
 :func:`paired_comparison` does that for density accuracy, quadratic-weighted κ and malignancy ROC AUC, and
-reports ``b - a`` with its percentile interval. No TensorFlow here: numpy and pandas on predictions tables
-(:mod:`mammo_utils.predictions_table`), e.g. two run directories' ``predictions_test.csv``.
+reports ``b - a`` with its percentile interval. :func:`benchmark_table` lays out the JSON written by
+``benchmarks/models_vs_seed.py`` (costs as ratios, metrics as paired differences) for the notebooks. No TensorFlow
+here: numpy and pandas on predictions tables (:mod:`mammo_utils.predictions_table`), e.g. two run directories'
+``predictions_test.csv``.
 """
 
 from __future__ import annotations
@@ -110,3 +112,53 @@ def paired_comparison(
                      "p_b_better": float((finite > 0).mean()) if finite.size else math.nan,
                      "n_images": len(frame)})
     return pd.DataFrame(rows).set_index("metric")
+
+
+_COST_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("parameters", "params", "{:,.0f}"),
+    ("training images/s", "train_images_per_s", "{:.1f}"),
+    ("inference images/s", "inference_images_per_s", "{:.1f}"),
+    ("peak RSS (GB)", "peak_rss_gb", "{:.2f}"),
+)
+_METRIC_LABELS = {"density.accuracy": "density accuracy", "density.kappa_quadratic": "density κ (quadratic)",
+                  "malignancy.roc_auc": "malignancy ROC AUC"}
+
+
+def _interval(entry: dict) -> str:
+    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def benchmark_table(saved: dict, baseline: str = "seed", model: str = "default") -> pd.DataFrame:
+    """The table of ``benchmarks/models_vs_seed.py``'s JSON: costs as ratios, metrics as paired differences.
+
+    Parameters
+    ----------
+    saved : dict
+        The benchmark's JSON: ``results`` (per model: ``params``, ``train_images_per_s``,
+        ``inference_images_per_s``, ``peak_rss_gb``, ``metrics`` with ``value``/``ci_low``/``ci_high``) and,
+        when both models ran, ``paired_difference`` (rows of :func:`paired_comparison`, ``model - baseline``).
+    baseline, model : str
+        The two result keys to compare.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cost and metric; columns ``baseline``, ``model`` (formatted strings, metrics with their 95 % CI)
+        and ``"<model> vs <baseline>"``: the ratio for costs, the paired difference with its CI for metrics.
+    """
+    results = saved.get("results", {})
+    missing = [name for name in (baseline, model) if name not in results]
+    if missing:
+        raise ValueError(f"benchmark results have no {' or '.join(missing)!r} entry (models run: {sorted(results)})")
+    base, other = results[baseline], results[model]
+    paired = saved.get("paired_difference", {})
+    rows = {}
+    for label, key, fmt in _COST_ROWS:
+        ratio = other[key] / base[key] if base[key] else math.nan
+        rows[label] = (fmt.format(base[key]), fmt.format(other[key]), f"{ratio:.4g} ×")
+    for key, label in _METRIC_LABELS.items():
+        diff = paired.get(key)
+        change = (f"{diff['difference']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]" if diff
+                  else f"{other['metrics'][key]['value'] - base['metrics'][key]['value']:+.3f} (unpaired)")
+        rows[label] = (_interval(base["metrics"][key]), _interval(other["metrics"][key]), change)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[baseline, model, f"{model} vs {baseline}"])

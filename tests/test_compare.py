@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from mammo_utils.compare import COMPARED_METRICS, paired_comparison
+from mammo_utils.compare import COMPARED_METRICS, benchmark_table, paired_comparison
 from mammo_utils.predictions_table import predictions_frame
 
 
@@ -59,3 +59,30 @@ def test_same_images_and_distinct_names_are_required() -> None:
         paired_comparison(a, b, names=("m", "m"))
     with pytest.raises(ValueError, match="n_boot"):
         paired_comparison(a, b, n_boot=0)
+
+
+def _entry(value: float) -> dict:
+    return {"value": value, "ci_low": value - 0.1, "ci_high": value + 0.1}
+
+
+def _result(params: int, speed: float, kappa: float) -> dict:
+    return {"params": params, "train_images_per_s": speed, "inference_images_per_s": 2 * speed, "peak_rss_gb": 1.5,
+            "metrics": {"density.accuracy": _entry(0.5), "density.kappa_quadratic": _entry(kappa),
+                        "malignancy.roc_auc": _entry(0.6)}}
+
+
+def test_benchmark_table_shows_cost_ratios_and_paired_differences() -> None:
+    saved = {"results": {"seed": _result(200, 1.0, 0.0), "default": _result(2, 20.0, 0.7)},
+             "paired_difference": {"density.kappa_quadratic": {"difference": 0.7, "ci_low": 0.6, "ci_high": 0.8}}}
+    table = benchmark_table(saved)
+    assert list(table.columns) == ["seed", "default", "default vs seed"]
+    assert table.loc["parameters", "default vs seed"] == "0.01 ×"
+    assert table.loc["training images/s", "default vs seed"] == "20 ×"
+    assert table.loc["density κ (quadratic)", "default vs seed"] == "+0.700 [+0.600, +0.800]"
+    assert table.loc["density κ (quadratic)", "seed"] == "0.000 [-0.100, 0.100]"
+    assert table.loc["malignancy ROC AUC", "default vs seed"] == "+0.000 (unpaired)"  # no paired entry saved
+
+
+def test_benchmark_table_needs_both_models() -> None:
+    with pytest.raises(ValueError, match="no 'seed' entry"):
+        benchmark_table({"results": {"default": _result(2, 20.0, 0.7)}})
