@@ -76,7 +76,8 @@ def _worker(args: argparse.Namespace) -> None:
     manifest = make_manifest(frame, extra=[c for c in frame.columns if c not in make_manifest([]).columns])
     timer = FitTimer()
     run = train(manifest, model=args.worker, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                run_dir=Path(args.out) / args.worker, patience=args.epochs, verbose=0, callbacks=[timer])
+                run_dir=Path(args.out) / args.worker, patience=args.epochs, verbose=0, callbacks=[timer],
+                point_latest=False)  # a benchmark run must not become LATEST or the registry's current model
     evaluation = evaluate_run(run.run_dir, n_boot=args.n_boot, seed=args.seed)
     images = evaluation.cached.images(evaluation.test)
     run.model.predict(images[: args.batch_size], batch_size=args.batch_size, verbose=0)  # warm-up
