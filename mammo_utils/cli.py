@@ -7,6 +7,11 @@
     stderr; the others are still predicted and printed), 2 for usage errors (bad arguments, no input files,
     no model).
 
+``compare-runs DIR_A DIR_B``
+    Did two ``make run``\ s give the same numbers? Compares the latest runs' history and metrics and the
+    notebooks' printed output (see :mod:`mammo_utils.reproducibility`). Exit code 0 when the numbers agree,
+    1 when something differs, 2 when a folder holds no run.
+
 Version 2 adds ``submit``, ``submissions``, ``review``, ``update``, ``models`` and ``rollback``
 (see :mod:`mammo_utils.cli_submissions`).
 """
@@ -48,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", metavar="OUT", help="write a CSV (one row per file, errors included); '-' = stdout")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_predict, command_parser=predict)
+    compare = commands.add_parser(
+        "compare-runs", help="check that two `make run`s (two clones or MAMMO_HOMEs) gave the same numbers",
+        description="Compare the latest training runs (history.csv, metrics.json) and the executed notebooks' "
+                    "printed output of two project folders, ignoring dates, durations, paths and run names.")
+    compare.add_argument("folders", nargs=2, metavar="DIR", help="project folders after `make run`")
+    compare.add_argument("--lines", type=int, default=5, help="differing lines shown per notebook (default 5)")
+    compare.set_defaults(handler=_compare_runs, command_parser=compare)
     add_commands(commands)
     return parser
 
@@ -93,6 +105,18 @@ def _predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for record in records:
             print(_line(record))
     return EXIT_OK if batch.ok else EXIT_UNREADABLE
+
+
+def _compare_runs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from mammo_utils.reproducibility import compare_projects
+
+    try:
+        report = compare_projects(*args.folders)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(report.summary(max_lines=args.lines))
+    return EXIT_OK if report.identical else EXIT_UNREADABLE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
