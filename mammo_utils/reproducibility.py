@@ -13,6 +13,8 @@ Each folder is a project root (a clone, or a ``MAMMO_HOME``) holding ``notebooks
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import json
 import math
 import os
@@ -113,12 +115,14 @@ class ReproducibilityReport:
 
 
 def compare_notebooks(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """Pairs of differing masked output lines of two executions of a notebook (a missing line pairs with "")."""
+    """Pairs of differing masked output lines of two executions of a notebook, aligned with :mod:`difflib` so that
+    one extra block does not shift every later line; a line without a counterpart pairs with ``""``."""
     lines_a, lines_b = notebook_lines(a), notebook_lines(b)
-    width = max(len(lines_a), len(lines_b))
-    lines_a += [""] * (width - len(lines_a))
-    lines_b += [""] * (width - len(lines_b))
-    return [(x, y) for x, y in zip(lines_a, lines_b) if x != y]
+    pairs: list[tuple[str, str]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, lines_a, lines_b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            pairs += list(itertools.zip_longest(lines_a[i1:i2], lines_b[j1:j2], fillvalue=""))
+    return pairs
 
 
 def compare_projects(root_a: str | os.PathLike[str], root_b: str | os.PathLike[str]) -> ReproducibilityReport:

@@ -69,6 +69,13 @@ def test_a_different_number_anywhere_is_reported(tmp_path: Path, capsys: pytest.
     assert "history.csv: DIFFERENT" in out and "A: kappa 0.825" in out and "A: auc 0.610" not in out
 
 
+def test_an_extra_block_does_not_shift_the_lines_after_it(tmp_path: Path) -> None:
+    a = _project(tmp_path / "a", ["kappa 0.825", "benchmark: seed 0.48", "benchmark: default 0.52", "ece 0.08"])
+    b = _project(tmp_path / "b", ["kappa 0.825", "no benchmark yet", "ece 0.08"])
+    assert compare_projects(a, b).notebook_differences["03_evaluate"] == [
+        ("benchmark: seed 0.48", "no benchmark yet"), ("benchmark: default 0.52", "")]
+
+
 def test_a_folder_without_a_run_gets_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     a = _project(tmp_path / "a", ["kappa 0.825"])
     with pytest.raises(FileNotFoundError, match="run `make run`"):
