@@ -38,9 +38,9 @@ _DURATION_KEYS = ("duration", "seconds", "elapsed", "time_s", "per_s")
 
 
 def mask_volatile(line: str) -> str:
-    """``line`` with dates, run names, durations, paths and addresses replaced by placeholders."""
-    for pattern, placeholder in _MASKS:
-        line = pattern.sub(placeholder, line)
+    """``line`` with dates, run names, durations, paths and addresses replaced by tokens such as ``<time>``."""
+    for pattern, token in _MASKS:
+        line = pattern.sub(token, line)
     return line.rstrip()
 
 
