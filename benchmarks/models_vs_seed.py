@@ -29,10 +29,10 @@ MODELS = ("default", "seed")
 
 
 def _split_manifest(max_train: int, seed: int, out: Path) -> Path:
-    from mammo_utils import datasets
-    from mammo_utils.splits import split_by_patient
+    from mammo_utils.datasets.catalog import load as load_dataset
+    from mammo_utils.datasets.splits import split_by_patient
 
-    manifest = split_by_patient(datasets.load("synthetic", seed=seed), seed=seed)
+    manifest = split_by_patient(load_dataset("synthetic", seed=seed), seed=seed)
     train = manifest[manifest["split"] == "train"]
     patients = train["patient_id"].drop_duplicates().sample(frac=1.0, random_state=seed)
     keep, count = [], 0
@@ -53,10 +53,10 @@ def _worker(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from mammo_utils.datasets.schema import make_manifest
-    from mammo_utils.evaluate import metric_entry
-    from mammo_utils.evaluate_run import evaluate_run
-    from mammo_utils.models import count_params
-    from mammo_utils.train import train
+    from mammo_utils.evaluation.run import evaluate_run
+    from mammo_utils.evaluation.tables import metric_entry
+    from mammo_utils.models.networks import count_params
+    from mammo_utils.training.train import train
 
     class FitTimer(keras.callbacks.Callback):
         """Wall time of the training batches only (no validation, no checkpointing)."""
@@ -75,9 +75,18 @@ def _worker(args: argparse.Namespace) -> None:
     frame = pd.read_csv(args.manifest)
     manifest = make_manifest(frame, extra=[c for c in frame.columns if c not in make_manifest([]).columns])
     timer = FitTimer()
-    run = train(manifest, model=args.worker, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                run_dir=Path(args.out) / args.worker, patience=args.epochs, verbose=0, callbacks=[timer],
-                point_latest=False)  # a benchmark run must not become LATEST or the registry's current model
+    run = train(
+        manifest,
+        model=args.worker,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        run_dir=Path(args.out) / args.worker,
+        patience=args.epochs,
+        verbose=0,
+        callbacks=[timer],
+        point_latest=False,
+    )  # a benchmark run must not become LATEST or the registry's current model
     evaluation = evaluate_run(run.run_dir, n_boot=args.n_boot, seed=args.seed)
     images = evaluation.cached.images(evaluation.test)
     run.model.predict(images[: args.batch_size], batch_size=args.batch_size, verbose=0)  # warm-up
@@ -93,8 +102,10 @@ def _worker(args: argparse.Namespace) -> None:
         "n_train": int((manifest["split"] == "train").sum()),
         "n_test": len(evaluation.test),
         "run_dir": str(run.run_dir),
-        "metrics": {key: metric_entry(evaluation.metrics, key)
-                    for key in ("density.accuracy", "density.kappa_quadratic", "malignancy.roc_auc")},
+        "metrics": {
+            key: metric_entry(evaluation.metrics, key)
+            for key in ("density.accuracy", "density.kappa_quadratic", "malignancy.roc_auc")
+        },
     }
     print("RESULT " + json.dumps(result))
 
@@ -106,8 +117,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--models", default=",".join(MODELS),
-                        help="comma-separated subset of 'default,seed' (one model: its line only, no comparison)")
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help="comma-separated subset of 'default,seed' (one model: its line only, no comparison)",
+    )
     parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -122,15 +136,30 @@ def main() -> None:
     manifest = _split_manifest(args.max_train, args.seed, out / "manifest.csv")
     results = {}
     for model in models:
-        command = [sys.executable, __file__, "--worker", model, "--manifest", str(manifest), "--out", str(out),
-                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-                   "--n-boot", str(args.n_boot)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            model,
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(out),
+            "--epochs",
+            str(args.epochs),
+            "--batch-size",
+            str(args.batch_size),
+            "--seed",
+            str(args.seed),
+            "--n-boot",
+            str(args.n_boot),
+        ]
         print(f"training and evaluating the {model} model ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode != 0 or not lines:
             sys.exit(f"{model} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-        results[model] = json.loads(lines[-1][len("RESULT "):])
+        results[model] = json.loads(lines[-1][len("RESULT ") :])
         print(lines[-1], flush=True)
     if len(results) < len(MODELS):
         return
@@ -142,27 +171,43 @@ def _report(results: dict, args: argparse.Namespace, out: Path) -> None:
     import pandas as pd
 
     from mammo_utils import paths
-    from mammo_utils.compare import benchmark_table, paired_comparison
+    from mammo_utils.evaluation.compare import benchmark_table, paired_comparison
 
     pair = ("seed", "default")  # difference = default - seed
-    paired = paired_comparison(*(pd.read_csv(Path(results[m]["run_dir"]) / "predictions_test.csv") for m in pair),
-                               names=pair, n_boot=args.n_boot, seed=args.seed)
-    config = {"data": "synthetic", "split": "test", "epochs": args.epochs, "max_train": args.max_train,
-              "n_train": results["default"]["n_train"], "n_test": results["default"]["n_test"],
-              "batch_size": args.batch_size, "seed": args.seed, "n_boot": args.n_boot}
+    paired = paired_comparison(
+        *(pd.read_csv(Path(results[m]["run_dir"]) / "predictions_test.csv") for m in pair),
+        names=pair,
+        n_boot=args.n_boot,
+        seed=args.seed,
+    )
+    config = {
+        "data": "synthetic",
+        "split": "test",
+        "epochs": args.epochs,
+        "max_train": args.max_train,
+        "n_train": results["default"]["n_train"],
+        "n_test": results["default"]["n_test"],
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "n_boot": args.n_boot,
+    }
     comparison = {metric: {k: float(v) for k, v in row.items()} for metric, row in paired.iterrows()}
     saved = {"config": config, "results": results, "paired_difference": comparison}
-    print(f"\nSynthetic data, same patient-level split: {config['n_train']} training images, {args.epochs} epochs, "
-          f"batch {args.batch_size}; metrics on the held-out synthetic test split ({config['n_test']} images) with "
-          f"95 % CIs by patient-level bootstrap ({args.n_boot} replicates). Last column: default / seed for the "
-          "costs; for the metrics the paired difference default - seed (both models scored on the same resampled "
-          "patients) with its 95 % CI.\n")
+    print(
+        f"\nSynthetic data, same patient-level split: {config['n_train']} training images, {args.epochs} epochs, "
+        f"batch {args.batch_size}; metrics on the held-out synthetic test split ({config['n_test']} images) with "
+        f"95 % CIs by patient-level bootstrap ({args.n_boot} replicates). Last column: default / seed for the "
+        "costs; for the metrics the paired difference default - seed (both models scored on the same resampled "
+        "patients) with its 95 % CI.\n"
+    )
     with pd.option_context("display.width", 160, "display.max_colwidth", 40):
         print(benchmark_table(saved).to_string())
     path = paths.ensure_dir(paths.models_dir() / "benchmarks") / "models_vs_seed.json"
     path.write_text(json.dumps(saved, indent=2))
-    print(f"\nshare of paired replicates where the default model is better: "
-          + ", ".join(f"{metric} {row['p_b_better']:.2f}" for metric, row in paired.iterrows()))
+    print(
+        "\nshare of paired replicates where the default model is better: "
+        + ", ".join(f"{metric} {row['p_b_better']:.2f}" for metric, row in paired.iterrows())
+    )
     print(f"run directories: {out}\nresults: {path}")
 
 

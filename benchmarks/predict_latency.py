@@ -1,4 +1,4 @@
-"""Single-image latency of :class:`mammo_utils.predict.Predictor` on the 8 real CBIS-DDSM DICOMs (4.7k×2.6k, 16-bit RLE).
+"""Single-image latency of :class:`mammo_utils.inference.predictor.Predictor` on the 8 real CBIS-DDSM DICOMs (4.7k×2.6k, 16-bit RLE).
 
 For every image and pass, measured side by side in one process: the *bare decode* (``pydicom.dcmread`` plus the
 pixel array through the pylibjpeg RLE plugin, nothing else), then ``Predictor.predict`` with its own stage timings
@@ -55,14 +55,16 @@ def main() -> None:
     import tensorflow as tf
 
     from mammo_utils.datasets.sample import sample
-    from mammo_utils.predict import Predictor, ensure_run
+    from mammo_utils.inference.predictor import Predictor
+    from mammo_utils.training.train import ensure_run
 
     run_dir, trained = ensure_run(args.run_dir)
     predictor = Predictor.from_run(run_dir)
     forward = tf.function(lambda x: predictor.model(x, training=False))
     files = [str(p) for p in sample()["image_path"]]
-    times: dict[str, list[float]] = {k: [] for k in ("bare_decode", "decode", "standardize", "model_forward",
-                                                      "model_gradcam", "total")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("bare_decode", "decode", "standardize", "model_forward", "model_gradcam", "total")
+    }
     shapes: set[tuple[int, int]] = set()
     for n_pass in range(args.passes + 1):
         for path in files:
@@ -81,12 +83,18 @@ def main() -> None:
                 times[stage].append(prediction.timings[stage])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"Predictor latency on the 8 CBIS-DDSM sample DICOMs ({args.passes} passes after 1 warm-up, "
-          f"{len(times['total'])} predictions)")
-    print(f"model: {predictor.version}{' (just trained in fast mode: no run existed)' if trained else ''}; "
-          f"input {predictor.image_size}; originals from {min(shapes)} to {max(shapes)} pixels")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"TensorFlow {tf.__version__}")
+    print(
+        f"Predictor latency on the 8 CBIS-DDSM sample DICOMs ({args.passes} passes after 1 warm-up, "
+        f"{len(times['total'])} predictions)"
+    )
+    print(
+        f"model: {predictor.version}{' (just trained in fast mode: no run existed)' if trained else ''}; "
+        f"input {predictor.image_size}; originals from {min(shapes)} to {max(shapes)} pixels"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+        f"TensorFlow {tf.__version__}"
+    )
     print()
     print(f"{'stage':<34}{'median ms':>11}{'p90 ms':>9}")
     labels = {
@@ -104,14 +112,20 @@ def main() -> None:
     total, bare = statistics.median(times["total"]), statistics.median(times["bare_decode"])
     ratio = total / bare
     per_image = np.array(times["total"]) / np.array(times["bare_decode"])
-    print(f"median end to end: {1000 * total:.0f} ms (goal ≤ {1000 * GOAL_SECONDS:.0f} ms: "
-          f"{'met' if total <= GOAL_SECONDS else 'NOT met'})")
-    print(f"ratio end to end / bare decode: {ratio:.2f}× of the medians, {np.median(per_image):.2f}× median per "
-          f"image (goal ≤ {GOAL_RATIO:.0f}×: {'met' if ratio <= GOAL_RATIO else 'NOT met'}; aim {AIM_RATIO:.0f}×: "
-          f"{'met' if ratio <= AIM_RATIO else 'not met'})")
-    print(f"ratio decode (read_mammogram) / bare decode: "
-          f"{statistics.median(times['decode']) / bare:.2f}×; model + Grad-CAM / forward alone: "
-          f"{statistics.median(times['model_gradcam']) / statistics.median(times['model_forward']):.2f}×")
+    print(
+        f"median end to end: {1000 * total:.0f} ms (goal ≤ {1000 * GOAL_SECONDS:.0f} ms: "
+        f"{'met' if total <= GOAL_SECONDS else 'NOT met'})"
+    )
+    print(
+        f"ratio end to end / bare decode: {ratio:.2f}× of the medians, {np.median(per_image):.2f}× median per "
+        f"image (goal ≤ {GOAL_RATIO:.0f}×: {'met' if ratio <= GOAL_RATIO else 'NOT met'}; aim {AIM_RATIO:.0f}×: "
+        f"{'met' if ratio <= AIM_RATIO else 'not met'})"
+    )
+    print(
+        f"ratio decode (read_mammogram) / bare decode: "
+        f"{statistics.median(times['decode']) / bare:.2f}×; model + Grad-CAM / forward alone: "
+        f"{statistics.median(times['model_gradcam']) / statistics.median(times['model_forward']):.2f}×"
+    )
 
 
 if __name__ == "__main__":

@@ -110,9 +110,7 @@ def pathology_from_any(value: Any) -> str | None:
         return "benign"
     if text in {"M", "1"}:
         return "malignant"
-    raise ValueError(
-        f"not a pathology: {value!r} (expected BENIGN, BENIGN_WITHOUT_CALLBACK, MALIGNANT, B/M or 0/1)"
-    )
+    raise ValueError(f"not a pathology: {value!r} (expected BENIGN, BENIGN_WITHOUT_CALLBACK, MALIGNANT, B/M or 0/1)")
 
 
 def is_malignant(pathology: str) -> int:

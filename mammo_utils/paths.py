@@ -2,7 +2,7 @@
 
 The project root is the folder holding ``pyproject.toml`` (the package is installed editable). Set
 ``MAMMO_HOME`` to put data, figures and models somewhere else, e.g. a scratch disk. Training runs go to
-:func:`runs_dir`; the file ``LATEST`` there names the latest one (written by :func:`mammo_utils.train.train`).
+:func:`runs_dir`; the file ``LATEST`` there names the latest one (written by :func:`mammo_utils.training.train.train`).
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from mammo_utils import paths
-from mammo_utils.cache import CachedImages, build_cache
 from mammo_utils.datasets.schema import make_manifest
 from mammo_utils.datasets.synthetic import generate_synthetic
+from mammo_utils.training.cache import CachedImages, build_cache
 
 SIZE = (64, 64)
 N_IMAGES = 24
@@ -38,7 +38,12 @@ def synthetic_cache() -> CachedImages:
 def label_rows(paths: list[Path], density: list | None = None, pathology: list | None = None) -> pd.DataFrame:
     """A manifest of ``paths`` with one patient each and (default: cycling) density and pathology labels."""
     n = len(paths)
-    return make_manifest({"image_path": [str(p) for p in paths], "patient_id": [f"P{i}" for i in range(n)],
-                          "density": density or [1 + i % 4 for i in range(n)],
-                          "pathology": pathology or ["benign", "malignant"] * (n // 2) + ["benign"] * (n % 2),
-                          "source": "synthetic"})
+    return make_manifest(
+        {
+            "image_path": [str(p) for p in paths],
+            "patient_id": [f"P{i}" for i in range(n)],
+            "density": density or [1 + i % 4 for i in range(n)],
+            "pathology": pathology or ["benign", "malignant"] * (n // 2) + ["benign"] * (n % 2),
+            "source": "synthetic",
+        }
+    )

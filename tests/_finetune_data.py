@@ -22,7 +22,12 @@ import pandas as pd
 
 SUBMISSION_MIX = (0.05, 0.15, 0.40, 0.40)
 CANDIDATE_SETTINGS: dict[str, Any] = {
-    "epochs_heads": 1, "epochs_unfreeze": 1, "unfreeze_top_n": 16, "batch_size": 16, "fast": True, "seed": 5,
+    "epochs_heads": 1,
+    "epochs_unfreeze": 1,
+    "unfreeze_top_n": 16,
+    "batch_size": 16,
+    "fast": True,
+    "seed": 5,
 }
 
 
@@ -60,8 +65,9 @@ def base_run_dir() -> Path:
 def submissions() -> pd.DataFrame:
     from mammo_utils.datasets.synthetic import generate_synthetic
 
-    frame = generate_synthetic(folder() / "submission_images", n=32, seed=12, workers=1,
-                               density_probabilities=SUBMISSION_MIX).assign(source="submission")
+    frame = generate_synthetic(
+        folder() / "submission_images", n=32, seed=12, workers=1, density_probabilities=SUBMISSION_MIX
+    ).assign(source="submission")
     frame.loc[[1, 5, 9], "density"] = pd.NA
     frame.loc[[2, 6, 10], "pathology"] = pd.NA
     return frame
@@ -69,10 +75,15 @@ def submissions() -> pd.DataFrame:
 
 @lru_cache(maxsize=1)
 def candidate():
-    """The :class:`~mammo_utils.finetune.FinetuneResult` of the base on the submissions."""
-    from mammo_utils.finetune import finetune
+    """The :class:`~mammo_utils.update.finetune.FinetuneResult` of the base on the submissions."""
+    from mammo_utils.update.finetune import finetune
 
     base = base_run_dir()
     with no_graph_optimizer():
-        return finetune(submissions(), base_run=base, run_dir=folder() / "runs" / "candidate", cache_dir=cache_dir(),
-                        **CANDIDATE_SETTINGS)
+        return finetune(
+            submissions(),
+            base_run=base,
+            run_dir=folder() / "runs" / "candidate",
+            cache_dir=cache_dir(),
+            **CANDIDATE_SETTINGS,
+        )

@@ -18,8 +18,9 @@ REAL_LABEL_BOXES: dict[str, list[tuple[int, int, int, int]]] = {
 }
 
 
-def synthetic_phantom(h: int = 900, w: int = 600, *, seed: int = 0, label: bool = True, strip: bool = True,
-                      cy_frac: float = 0.5) -> tuple[np.ndarray, dict[str, tuple[int, int, int, int]]]:
+def synthetic_phantom(
+    h: int = 900, w: int = 600, *, seed: int = 0, label: bool = True, strip: bool = True, cy_frac: float = 0.5
+) -> tuple[np.ndarray, dict[str, tuple[int, int, int, int]]]:
     """A synthetic film-like mammogram: breast ellipse on the RIGHT edge, corner label, bright bottom strip.
 
     Returns the float32 image in [0, 1] and boxes (top, left, bottom, right) of the breast and the label.

@@ -48,8 +48,7 @@ class PostgresServer:
 
 
 def _bin_dir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
     if found:
         return Path(found[-1]).parent
     on_path = shutil.which("initdb")
@@ -67,8 +66,9 @@ def _run(server: PostgresServer, program: str, *args: str, timeout: float = 120)
         command = ["runuser", "-u", server.run_as, "--", *command]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=server.folder)
     if result.returncode:
-        raise PostgresUnavailable(f"{program} failed (exit {result.returncode}): "
-                                  f"{(result.stderr or result.stdout).strip()[-800:]}")
+        raise PostgresUnavailable(
+            f"{program} failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()[-800:]}"
+        )
     return result
 
 
@@ -88,8 +88,10 @@ def start() -> PostgresServer:
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
-            raise PostgresUnavailable("running as root and there is no `postgres` OS user to run the server as "
-                                      "(initdb refuses root); install Debian's postgresql package") from None
+            raise PostgresUnavailable(
+                "running as root and there is no `postgres` OS user to run the server as "
+                "(initdb refuses root); install Debian's postgresql package"
+            ) from None
         run_as = "postgres"
     folder = Path(tempfile.mkdtemp(prefix="mammo-pg-"))
     server = PostgresServer(folder, bin_dir, run_as)
@@ -98,16 +100,42 @@ def start() -> PostgresServer:
             os.chown(folder, owner.pw_uid, owner.pw_gid)
         folder.chmod(0o700)
         quiet = ["--no-instructions"] if _supports_no_instructions(bin_dir) else []
-        _run(server, "initdb", "-D", str(folder / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-             "--no-sync", *quiet)
-        options = (f"-F -p {server.port} -k {folder} -c listen_addresses='' -c max_connections=60 "
-                   "-c shared_buffers=16MB -c synchronous_commit=off")
-        _run(server, "pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-o", options,
-             "-w", "-t", "60", "start")
+        _run(
+            server,
+            "initdb",
+            "-D",
+            str(folder / "data"),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            *quiet,
+        )
+        options = (
+            f"-F -p {server.port} -k {folder} -c listen_addresses='' -c max_connections=60 "
+            "-c shared_buffers=16MB -c synchronous_commit=off"
+        )
+        _run(
+            server,
+            "pg_ctl",
+            "-D",
+            str(folder / "data"),
+            "-l",
+            str(folder / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         import psycopg
 
-        with psycopg.connect(host=str(folder), port=server.port, user="postgres", dbname="postgres",
-                             autocommit=True) as connection:
+        with psycopg.connect(
+            host=str(folder), port=server.port, user="postgres", dbname="postgres", autocommit=True
+        ) as connection:
             connection.execute(f"CREATE DATABASE {DATABASE}")
     except BaseException as exc:
         log = folder / "server.log"
@@ -119,8 +147,9 @@ def start() -> PostgresServer:
         if isinstance(exc, PostgresUnavailable):
             raise PostgresUnavailable(f"{exc} {detail}".strip()) from None
         if isinstance(exc, Exception):
-            raise PostgresUnavailable(f"PostgreSQL test server did not start: {type(exc).__name__}: {exc} "
-                                      f"{detail}".strip()) from exc
+            raise PostgresUnavailable(
+                f"PostgreSQL test server did not start: {type(exc).__name__}: {exc} {detail}".strip()
+            ) from exc
         raise
     return server
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_utils.datasets.schema import make_manifest
-from mammo_utils.predictions_table import predictions_frame
+from mammo_utils.evaluation.predictions import predictions_frame
 
 
 def synthetic_predictions(n_patients: int = 75, split: str = "test", seed: int = 0) -> pd.DataFrame:
@@ -17,10 +17,18 @@ def synthetic_predictions(n_patients: int = 75, split: str = "test", seed: int =
         density, malignant = int(rng.integers(1, 5)), bool(rng.random() < 0.35)
         for view in ("CC", "MLO"):
             for side in ("L", "R"):
-                rows.append({"image_path": f"/synthetic/{split}/{i}_{side}_{view}.png", "patient_id": f"{split}-{i}",
-                             "laterality": side, "view": view, "density": density,
-                             "pathology": "malignant" if malignant else "benign", "source": "synthetic",
-                             "split": split})
+                rows.append(
+                    {
+                        "image_path": f"/synthetic/{split}/{i}_{side}_{view}.png",
+                        "patient_id": f"{split}-{i}",
+                        "laterality": side,
+                        "view": view,
+                        "density": density,
+                        "pathology": "malignant" if malignant else "benign",
+                        "source": "synthetic",
+                        "split": split,
+                    }
+                )
     manifest = make_manifest(rows)
     n = len(manifest)
     logits = rng.normal(size=(n, 4))

@@ -1,7 +1,7 @@
 """Writer processes for tests/test_store.py (concurrency and crash tests); not a test module.
 
 The tests run these functions in separate processes started by multiprocessing's "forkserver" context: a fresh
-interpreter (not a fork of pytest) imports this module and :mod:`mammo_utils.store` once, and every worker is
+interpreter (not a fork of pytest) imports this module and :mod:`mammo_utils.submissions.store` once, and every worker is
 forked from it, so eight writers start in well under a second instead of each paying the imports.
 
 ``concurrent``
@@ -50,7 +50,7 @@ def _wait_for(path: Path, timeout: float = 120.0) -> None:
 
 def concurrent(url: str, root: str, worker: int, go_file: str, ready_dir: str, out_file: str) -> None:
     """Submit this worker's 25 images once the go file exists; write the results as JSON lines."""
-    from mammo_utils.store import Store
+    from mammo_utils.submissions.store import Store
 
     images = [(seed, synthetic_png(seed)) for seed in worker_seeds(worker)]
     (Path(ready_dir) / str(worker)).touch()
@@ -58,24 +58,27 @@ def concurrent(url: str, root: str, worker: int, go_file: str, ready_dir: str, o
     store = Store(url=url, root=root)
     with open(out_file, "w") as out:
         for seed, data in images:
-            item = store.submit(data, filename=f"synthetic-{seed}.png", consent=True,
-                                submitter=f"worker-{worker}", density=1 + seed % 4)
-            out.write(json.dumps({"seed": seed, "id": item.id, "sha256": item.sha256,
-                                  "duplicate": item.duplicate}) + "\n")
+            item = store.submit(
+                data, filename=f"synthetic-{seed}.png", consent=True, submitter=f"worker-{worker}", density=1 + seed % 4
+            )
+            out.write(
+                json.dumps({"seed": seed, "id": item.id, "sha256": item.sha256, "duplicate": item.duplicate}) + "\n"
+            )
     store.close()
 
 
 def crash(url: str, root: str, stage: str, marker: str) -> None:
     """Submit one image, pause at `stage` (creating `marker`) and wait to be killed."""
-    import mammo_utils.store as store_module
     from sqlalchemy import insert
+
+    import mammo_utils.submissions.store as store_module
 
     def pause() -> None:
         Path(marker).touch()
         time.sleep(300)  # the test kills this process with SIGKILL
 
     if stage == "writing-file":
-        import mammo_utils.store_files as files_module
+        import mammo_utils.submissions.files as files_module
 
         real_fsync = files_module.os.fsync
 
@@ -87,6 +90,7 @@ def crash(url: str, root: str, stage: str, marker: str) -> None:
     elif stage == "before-insert":
         store_module.Store._insert = lambda self, values: pause()
     elif stage == "insert-uncommitted":
+
         def insert_then_pause(self, values):
             with self.engine.begin() as connection:
                 connection.execute(insert(store_module.submissions), values)
@@ -98,4 +102,3 @@ def crash(url: str, root: str, stage: str, marker: str) -> None:
     store = store_module.Store(url=url, root=root)
     store.submit(synthetic_png(424242), filename="synthetic-crash.png", consent=True)
     raise SystemExit("the submission finished although the worker should have been killed")
-

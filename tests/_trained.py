@@ -13,19 +13,22 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from mammo_utils.predict import Predictor
+from mammo_utils.inference.predictor import Predictor
 
 
 def _reusable(run_dir: Path) -> bool:
     params = run_dir / "params.json"
-    return (run_dir / "model.keras").is_file() and params.is_file() and \
-        json.loads(params.read_text()).get("model") == "default"
+    return (
+        (run_dir / "model.keras").is_file()
+        and params.is_file()
+        and json.loads(params.read_text()).get("model") == "default"
+    )
 
 
 @lru_cache(maxsize=1)
 def trained_run_dir() -> Path:
     """A run directory of the default model, trained in fast mode (or reused)."""
-    from mammo_utils.train import latest_run_dir
+    from mammo_utils.paths import latest_run_dir
 
     try:
         latest = latest_run_dir()
@@ -35,14 +38,15 @@ def trained_run_dir() -> Path:
         pass
     import tensorflow as tf
 
-    from mammo_utils import datasets, paths
-    from mammo_utils.splits import split_by_patient
-    from mammo_utils.train import train
+    from mammo_utils import paths
+    from mammo_utils.datasets.splits import split_by_patient
+    from mammo_utils.datasets.synthetic import generate_synthetic
+    from mammo_utils.training.train import train
 
     options = tf.config.optimizer.get_experimental_options()
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     try:
-        images = datasets.generate_synthetic(paths.data_dir() / "synthetic_predict_tests", n=64, seed=42)
+        images = generate_synthetic(paths.data_dir() / "synthetic_predict_tests", n=64, seed=42)
         manifest = split_by_patient(images, seed=42)
         return train(manifest, model="default", fast=True, epochs=1, batch_size=16, seed=42, verbose=0).run_dir
     finally:

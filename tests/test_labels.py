@@ -10,7 +10,18 @@ from mammo_utils import labels
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(1, 1), ("2", 2), ("c", 3), ("D", 4), (4.0, 4), (" b ", 2), (None, None), (float("nan"), None), ("", None), (pd.NA, None)],
+    [
+        (1, 1),
+        ("2", 2),
+        ("c", 3),
+        ("D", 4),
+        (4.0, 4),
+        (" b ", 2),
+        (None, None),
+        (float("nan"), None),
+        ("", None),
+        (pd.NA, None),
+    ],
 )
 def test_density_from_any(value, expected):
     assert labels.density_from_any(value) == expected

@@ -18,8 +18,9 @@ import nbformat
 import papermill
 import pytest
 
-from mammo_utils.evaluate import HEADLINE_METRICS, metric_entry
-from mammo_utils.train import RUN_FILES, latest_run_dir
+from mammo_utils.evaluation.tables import HEADLINE_METRICS, metric_entry
+from mammo_utils.paths import latest_run_dir
+from mammo_utils.training.train import RUN_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -69,11 +70,17 @@ def test_notebook_runs_in_fast_mode(notebook: Path, tmp_path: Path, request: pyt
 
 def _run_with_papermill(notebook: Path, out: Path, **parameters: object) -> nbformat.NotebookNode:
     papermill.execute_notebook(
-        str(notebook), str(out), parameters={"fast": True, "seed": 42, **parameters}, cwd=str(notebook.parent),
-        kernel_name="python3", progress_bar=False,
+        str(notebook),
+        str(out),
+        parameters={"fast": True, "seed": 42, **parameters},
+        cwd=str(notebook.parent),
+        kernel_name="python3",
+        progress_bar=False,
     )
     executed = nbformat.read(out, as_version=4)
-    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    errors = [
+        o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
+    ]
     assert not errors
     return executed
 

@@ -75,8 +75,9 @@ def test_latest_run_dir_without_a_recorded_run(home: Path) -> None:
         paths.latest_run_dir()
 
 
-def test_latest_run_dir_follows_a_name_or_an_absolute_path(home: Path, tmp_path_factory: pytest.TempPathFactory
-                                                           ) -> None:
+def test_latest_run_dir_follows_a_name_or_an_absolute_path(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     run = paths.ensure_dir(paths.runs_dir() / "20261126-120000_default_synthetic")
     (paths.runs_dir() / paths.LATEST_FILE).write_text(run.name + "\n", encoding="utf-8")
     assert paths.latest_run_dir() == run

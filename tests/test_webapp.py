@@ -31,8 +31,14 @@ from _trained import trained_run_dir
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "04_predict_widget.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 START_TIMEOUT_S = 120  # Voilà up and answering
 PAGE_TIMEOUT_MS = 150_000  # page rendered: the kernel imports TensorFlow, loads and warms up the model
 RESULT_TIMEOUT_MS = 60_000  # one upload predicted
@@ -80,8 +86,10 @@ def test_make_app_flags():
 @pytest.fixture(scope="module")
 def chromium() -> Path:
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`make system-deps`, or "
-                    "`apt-get install chromium`); the web-app test needs a real browser")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (`make system-deps`, or "
+            "`apt-get install chromium`); the web-app test needs a real browser"
+        )
     return CHROMIUM
 
 
@@ -95,8 +103,14 @@ def voila(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     log_path = tmp_path_factory.mktemp("voila") / "voila.log"
     env = os.environ | {"MAMMO_HOME": str(run_dir.parents[2]), "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(voila), str(NOTEBOOK), f"--port={port}", *_voila_flags()], cwd=ROOT,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(voila), str(NOTEBOOK), f"--port={port}", *_voila_flags()],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -115,13 +129,15 @@ def voila(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
         _stop(process)
 
 
-def test_upload_predict_error_and_sample_in_chromium(chromium: Path, voila: tuple[str, Path],
-                                                     sample_dicom_paths: list[Path], tmp_path: Path):
+def test_upload_predict_error_and_sample_in_chromium(
+    chromium: Path, voila: tuple[str, Path], sample_dicom_paths: list[Path], tmp_path: Path
+):
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
-        pytest.fail("the Python package playwright is missing: install the project with `make test` "
-                    "(pip install -e '.[dev]')")
+        pytest.fail(
+            "the Python package playwright is missing: install the project with `make test` (pip install -e '.[dev]')"
+        )
     voila_url, log_path = voila
     # 12 MB: above Tornado's default 10 MiB websocket message limit, so this also checks the app's larger limit
     dicom = next(p for p in sample_dicom_paths if p.name == "1-131.dcm")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,10 +55,7 @@ def drop_or_raise_missing(
     if bool(exists.all()):
         return frame
     absent = frame.loc[~exists, "image_path"].tolist()
-    message = (
-        f"{len(absent)} of {len(frame)} image files listed in {what} are missing, "
-        f"e.g. {absent[:_SHOWN]}"
-    )
+    message = f"{len(absent)} of {len(frame)} image files listed in {what} are missing, e.g. {absent[:_SHOWN]}"
     if missing == "raise":
         raise ManifestError(f"{message}; check the folder layout, or pass missing='skip' to drop them")
     warnings.warn(f"{message}; dropped them (missing='skip')", stacklevel=3)
@@ -199,8 +196,7 @@ def manifest(
 
     given_ids = frame["patient_id"] if "patient_id" in frame.columns else pd.Series([None] * len(frame))
     records["patient_id"] = [
-        Path(path).stem if labels.is_missing(given) else str(given).strip()
-        for given, path in zip(given_ids, paths)
+        Path(path).stem if labels.is_missing(given) else str(given).strip() for given, path in zip(given_ids, paths)
     ]
     given_sources = frame["source"] if "source" in frame.columns else pd.Series([None] * len(frame))
     records["source"] = [source if labels.is_missing(value) else str(value).strip() for value in given_sources]

@@ -60,6 +60,7 @@ def make_manifest(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, extra: Itera
         if column not in frame.columns:
             frame[column] = pd.NA
     frame = frame[[*MANIFEST_COLUMNS, *extra]].reset_index(drop=True)
+
     def column(name: str, clean) -> pd.Series:
         # built from a list with dtype=object: pandas >= 3 would otherwise infer a string dtype and turn pd.NA into NaN
         return pd.Series([clean(value) for value in frame[name]], index=frame.index, dtype=object)

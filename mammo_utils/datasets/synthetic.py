@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,21 +31,23 @@ from tqdm.auto import tqdm
 
 from mammo_utils import paths
 from mammo_utils.datasets import schema
-from mammo_utils.datasets.synthetic_phantom import (
-    IMAGE_SHAPE,
-    sample_dense_fraction,
-    sample_finding,
-    synthetic_phantom,
-)
+from mammo_utils.datasets.synthetic_phantom import IMAGE_SHAPE, sample_dense_fraction, sample_finding, synthetic_phantom
 
-__all__ = ["generate_synthetic", "load_synthetic", "plan_synthetic", "synthetic_phantom", "default_dir"]
+__all__ = ["generate_synthetic", "load_synthetic", "plan_synthetic", "default_dir"]
 
 GENERATOR_VERSION = 3
 DEFAULT_N = 2000
 FAST_N = 200
 EXTRA_COLUMNS: tuple[str, ...] = (
-    "true_density", "true_pathology", "dense_fraction", "finding", "subtlety", "label_noise",
-    "finding_y", "finding_x", "finding_radius",
+    "true_density",
+    "true_pathology",
+    "dense_fraction",
+    "finding",
+    "subtlety",
+    "label_noise",
+    "finding_y",
+    "finding_x",
+    "finding_radius",
 )
 DENSITY_PROBABILITIES: tuple[float, ...] = (0.18, 0.32, 0.32, 0.18)
 MALIGNANT_PROBABILITY = 0.45
@@ -61,8 +63,9 @@ def default_dir(fast: bool = False) -> Path:
     return paths.data_dir() / ("synthetic_fast" if fast else "synthetic")
 
 
-def plan_synthetic(n: int, seed: int = 42,
-                   density_probabilities: Sequence[float] | None = None) -> list[dict[str, Any]]:
+def plan_synthetic(
+    n: int, seed: int = 42, density_probabilities: Sequence[float] | None = None
+) -> list[dict[str, Any]]:
     """Draw patients, labels, label noise and findings for ``n`` images, without drawing any pixels.
 
     ``density_probabilities`` (four numbers summing to 1, BI-RADS a..d) replaces the default density mix
@@ -99,19 +102,21 @@ def plan_synthetic(n: int, seed: int = 42,
             true_pathology = "malignant" if malignant else "benign"
             noisy_pathology = ("benign" if malignant else "malignant") if flipped else true_pathology
             for view in ("CC", "MLO")[: 1 if count == 1 else 2]:
-                jobs.append({
-                    "index": len(jobs),
-                    "patient_id": f"SYN-{patient:05d}",
-                    "laterality": side,
-                    "view": view,
-                    "density": noisy_density,
-                    "pathology": noisy_pathology,
-                    "true_density": density,
-                    "true_pathology": true_pathology,
-                    "dense_fraction": fraction,
-                    "finding": finding,
-                    "label_noise": flipped or noisy_density != density,
-                })
+                jobs.append(
+                    {
+                        "index": len(jobs),
+                        "patient_id": f"SYN-{patient:05d}",
+                        "laterality": side,
+                        "view": view,
+                        "density": noisy_density,
+                        "pathology": noisy_pathology,
+                        "true_density": density,
+                        "true_pathology": true_pathology,
+                        "dense_fraction": fraction,
+                        "finding": finding,
+                        "label_noise": flipped or noisy_density != density,
+                    }
+                )
     return jobs
 
 
@@ -121,8 +126,10 @@ def _density_mix(probabilities: Sequence[float] | None) -> tuple[float, ...]:
         return DENSITY_PROBABILITIES
     mix = tuple(float(p) for p in probabilities)
     if len(mix) != 4 or not all(np.isfinite(mix)) or min(mix) < 0 or not np.isclose(sum(mix), 1.0):
-        raise ValueError("density_probabilities must be four non-negative numbers (BI-RADS a, b, c, d) "
-                         f"summing to 1, got {probabilities!r}")
+        raise ValueError(
+            "density_probabilities must be four non-negative numbers (BI-RADS a, b, c, d) "
+            f"summing to 1, got {probabilities!r}"
+        )
     return mix
 
 
@@ -132,38 +139,50 @@ def _render_chunk(jobs: list[dict[str, Any]], images_dir: str, seed: int) -> lis
     for job in jobs:
         rng = np.random.default_rng([int(seed), 1, job["index"]])
         image, truth = synthetic_phantom(
-            rng, job["true_density"], job["true_pathology"] == "malignant", job["view"], job["laterality"],
-            dense_fraction=job["dense_fraction"], finding=job["finding"],
+            rng,
+            job["true_density"],
+            job["true_pathology"] == "malignant",
+            job["view"],
+            job["laterality"],
+            dense_fraction=job["dense_fraction"],
+            finding=job["finding"],
         )
         name = f"{job['patient_id']}_{job['laterality']}_{job['view']}.png"
         level = _PNG_LEVEL_GREY8 if image.dtype == np.uint8 and image.ndim == 2 else 1
         Image.fromarray(image).save(Path(images_dir) / name, format="PNG", compress_level=level)
-        rows.append({
-            "index": job["index"],
-            "image_path": f"images/{name}",
-            "patient_id": job["patient_id"],
-            "laterality": job["laterality"],
-            "view": job["view"],
-            "density": job["density"],
-            "pathology": job["pathology"],
-            "source": "synthetic",
-            "split": None,
-            "true_density": truth["density"],
-            "true_pathology": truth["pathology"],
-            "dense_fraction": truth["dense_fraction"],
-            "finding": truth["finding"],
-            "subtlety": truth["subtlety"],
-            "label_noise": job["label_noise"],
-            "finding_y": truth["finding_centre"][0],
-            "finding_x": truth["finding_centre"][1],
-            "finding_radius": truth["finding_radius"],
-        })
+        rows.append(
+            {
+                "index": job["index"],
+                "image_path": f"images/{name}",
+                "patient_id": job["patient_id"],
+                "laterality": job["laterality"],
+                "view": job["view"],
+                "density": job["density"],
+                "pathology": job["pathology"],
+                "source": "synthetic",
+                "split": None,
+                "true_density": truth["density"],
+                "true_pathology": truth["pathology"],
+                "dense_fraction": truth["dense_fraction"],
+                "finding": truth["finding"],
+                "subtlety": truth["subtlety"],
+                "label_noise": job["label_noise"],
+                "finding_y": truth["finding_centre"][0],
+                "finding_x": truth["finding_centre"][1],
+                "finding_radius": truth["finding_radius"],
+            }
+        )
     return rows
 
 
 def _params(n: int, seed: int, mix: tuple[float, ...] = DENSITY_PROBABILITIES) -> dict[str, Any]:
-    params = {"name": "synthetic", "generator_version": GENERATOR_VERSION, "n": int(n), "seed": int(seed),
-              "image_shape": list(IMAGE_SHAPE)}
+    params = {
+        "name": "synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "n": int(n),
+        "seed": int(seed),
+        "image_shape": list(IMAGE_SHAPE),
+    }
     if mix != DENSITY_PROBABILITIES:  # recorded only when changed, so existing default sets stay reusable
         params["density_probabilities"] = list(mix)
     return params
@@ -210,9 +229,15 @@ def _run(jobs: list[dict[str, Any]], images_dir: Path, seed: int, workers: int) 
     return sorted(rows, key=lambda row: row["index"])
 
 
-def generate_synthetic(out_dir: str | os.PathLike[str] | None = None, n: int = DEFAULT_N, seed: int = 42,
-                       fast: bool = False, workers: int | None = None, overwrite: bool = False,
-                       density_probabilities: Sequence[float] | None = None) -> pd.DataFrame:
+def generate_synthetic(
+    out_dir: str | os.PathLike[str] | None = None,
+    n: int = DEFAULT_N,
+    seed: int = 42,
+    fast: bool = False,
+    workers: int | None = None,
+    overwrite: bool = False,
+    density_probabilities: Sequence[float] | None = None,
+) -> pd.DataFrame:
     """Generate (or reuse) the synthetic data set and return its manifest.
 
     Parameters

@@ -85,8 +85,9 @@ def _frequencies(shape: tuple[int, int], cutoff: float) -> tuple[np.ndarray, np.
     return index, full_fy.ravel()[index], full_fx.ravel()[index]
 
 
-def _noise(rng: np.random.Generator, shape: tuple[int, int], beta: float, stretch: float = 1.0,
-           cutoff: float = 0.5) -> np.ndarray:
+def _noise(
+    rng: np.random.Generator, shape: tuple[int, int], beta: float, stretch: float = 1.0, cutoff: float = 0.5
+) -> np.ndarray:
     """Zero-mean, unit-std 1/f^beta noise; ``stretch`` > 1 elongates structures along x (towards the nipple).
 
     A random complex spectrum is drawn directly, only below ``cutoff`` cycles/pixel (smooth fields need few
@@ -208,11 +209,21 @@ def _calc_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     return patch
 
 
-def _place(rng: np.random.Generator, allowed: np.ndarray, dist: np.ndarray, rho: np.ndarray, soft: np.ndarray,
-           extent: float, depth: float) -> tuple[int, int]:
+def _place(
+    rng: np.random.Generator,
+    allowed: np.ndarray,
+    dist: np.ndarray,
+    rho: np.ndarray,
+    soft: np.ndarray,
+    extent: float,
+    depth: float,
+) -> tuple[int, int]:
     """Choose a finding centre inside the breast, near the requested depth; sometimes inside dense tissue."""
-    tiers = [allowed & (dist >= extent + 4) & (np.abs(rho - depth) < 0.15), allowed & (dist >= extent + 4),
-             allowed & (dist >= 0.5 * extent)]
+    tiers = [
+        allowed & (dist >= extent + 4) & (np.abs(rho - depth) < 0.15),
+        allowed & (dist >= extent + 4),
+        allowed & (dist >= 0.5 * extent),
+    ]
     if rng.random() < 0.35:
         tiers.insert(0, tiers[0] & (soft > 0.5))
     for candidates in tiers:
@@ -242,8 +253,9 @@ def _subtlety(region: np.ndarray, piece: np.ndarray, inside: np.ndarray) -> int:
     return 1 + int(np.searchsorted(SUBTLETY_CNR, cnr))
 
 
-def _burn_labels(image: np.ndarray, mask: np.ndarray, text: str, laterality: str,
-                 rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+def _burn_labels(
+    image: np.ndarray, mask: np.ndarray, text: str, laterality: str, rng: np.random.Generator
+) -> tuple[int, int, int, int] | None:
     """Draw a view label and a marker square in a corner away from the chest wall, never on the breast."""
     font = ImageFont.load_default_imagefont()
     left, top, right, bottom = font.getbbox(text)
@@ -269,10 +281,19 @@ def _burn_labels(image: np.ndarray, mask: np.ndarray, text: str, laterality: str
     return None
 
 
-def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | int, view: str, laterality: str, *,
-                      dense_fraction: float | None = None, finding: dict[str, Any] | None = None,
-                      shape: tuple[int, int] = IMAGE_SHAPE, tint: bool | None = None,
-                      bit_depth: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def synthetic_phantom(
+    rng: np.random.Generator,
+    density: int,
+    malignant: bool | int,
+    view: str,
+    laterality: str,
+    *,
+    dense_fraction: float | None = None,
+    finding: dict[str, Any] | None = None,
+    shape: tuple[int, int] = IMAGE_SHAPE,
+    tint: bool | None = None,
+    bit_depth: int | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Draw one synthetic mammogram-like image.
 
     Parameters
@@ -366,8 +387,9 @@ def synthetic_phantom(rng: np.random.Generator, density: int, malignant: bool | 
         band = int(rng.integers(3, 11))
         edge = slice(w - band, w) if laterality == "L" else slice(0, band)
         y[:, edge] = rng.uniform(0.6, 1.0)
-    label_box = _burn_labels(y, mask, f"{laterality} {view}" if rng.random() < 0.6 else f"{laterality}{view}",
-                             laterality, rng)
+    label_box = _burn_labels(
+        y, mask, f"{laterality} {view}" if rng.random() < 0.6 else f"{laterality}{view}", laterality, rng
+    )
 
     tinted = bool(rng.random() < TINT_PROBABILITY) if tint is None else bool(tint)
     wide = bool(rng.random() < UINT16_PROBABILITY)

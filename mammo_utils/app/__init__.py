@@ -1,0 +1,1 @@
+"""What people use: the upload-and-predict panel, its submit form, the ``mammo`` command line, notebook setup."""

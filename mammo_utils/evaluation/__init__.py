@@ -1,0 +1,1 @@
+"""How good a run is: metrics, patient bootstrap, calibration, paired comparison, tables, figures."""

@@ -1,0 +1,1 @@
+"""Read a mammogram from any supported file and standardize it: the record, the readers, segmentation, standardization."""

@@ -1,0 +1,1 @@
+"""Turn a manifest into a trained run directory: the image cache, augmentation, the tf.data pipeline, training."""

@@ -1,0 +1,92 @@
+"""Figures for the training notebook: the architecture diagram and the learning curves."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mammo_utils import paths
+
+if TYPE_CHECKING:
+    import keras
+
+# (history key without "val_", panel title, y label) per model kind
+CURVES: dict[str, list[tuple[str, str, str]]] = {
+    "multitask": [
+        ("loss", "total loss (density + malignancy)", "loss (cross-entropy, nats)"),
+        ("density_loss", "density head loss", "loss (cross-entropy, nats)"),
+        ("malignancy_loss", "malignancy head loss", "loss (cross-entropy, nats)"),
+        ("density_accuracy", "density accuracy (4 classes)", "accuracy (fraction correct)"),
+        ("malignancy_auc", "malignancy ROC AUC", "AUC"),
+        ("malignancy_accuracy", "malignancy accuracy (threshold 0.5)", "accuracy (fraction correct)"),
+    ],
+    "joint": [
+        ("loss", "loss (8-way joint cross-entropy)", "loss (cross-entropy, nats)"),
+        ("accuracy", "8-way joint accuracy", "accuracy (fraction correct)"),
+    ],
+}
+
+
+class DiagramError(RuntimeError):
+    """The architecture diagram cannot be drawn (Graphviz missing)."""
+
+
+def architecture_diagram(model: keras.Model, name: str, directory: str | Path | None = None, dpi: int = 60) -> Path:
+    """Draw ``model`` with ``keras.utils.plot_model`` (shapes, layer names) to ``<directory>/<name>.png``.
+
+    Needs Graphviz's ``dot`` on the PATH (``make`` installs the Debian package ``graphviz``) and ``pydot``.
+    """
+    import keras
+
+    if shutil.which("dot") is None:
+        raise DiagramError(
+            "Graphviz 'dot' is not installed; install it (apt-get install graphviz, or "
+            "conda install graphviz) to draw the architecture diagram"
+        )
+    out = paths.ensure_dir(directory or paths.figures_dir()) / f"{name}.png"
+    keras.utils.plot_model(
+        model,
+        to_file=str(out),
+        show_shapes=True,
+        show_layer_names=True,
+        dpi=dpi,
+        expand_nested=False,
+        show_layer_activations=True,
+    )
+    return out
+
+
+def training_curves(history: pd.DataFrame, title: str) -> Figure:
+    """Training vs validation curves across epochs, one panel per loss or metric in ``history``.
+
+    ``history`` is the ``history.csv`` of a run (``epoch`` column + Keras metric names). Two-head models get
+    six panels (total and per-head losses, density accuracy, malignancy AUC and accuracy); the seed model two.
+    """
+    kind = "multitask" if "density_loss" in history.columns else "joint"
+    panels = [p for p in CURVES[kind] if p[0] in history.columns]
+    if not panels:
+        raise ValueError(
+            f"training_curves: the history has none of the curves {[p[0] for p in CURVES[kind]]} "
+            f"(its columns: {list(history.columns)}); pass a run's history.csv"
+        )
+    cols = 3 if len(panels) > 2 else len(panels)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.2 * rows), squeeze=False)
+    epochs = history["epoch"] + 1 if "epoch" in history else pd.Series(range(1, len(history) + 1))
+    for ax, (key, panel_title, ylabel) in zip(axes.ravel(), panels):
+        ax.plot(epochs, history[key], marker="o", ms=3, label="training")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], marker="o", ms=3, label="validation")
+        ax.set(title=panel_title, xlabel="epoch", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,442 @@
+"""Update a trained model on new labelled images (e.g. accepted submissions) by transfer learning.
+
+:func:`finetune` starts from a base run's model (default: the registry's current version) and trains on the
+submissions plus a *replay* sample of the base run's own training rows, so the model learns the new data without
+forgetting the old:
+
+1. **Heads phase** — the backbone (every layer up to :data:`~mammo_utils.models.networks.LAST_CONV_LAYER`, or the
+   ``"backbone"`` sub-model of a transfer model) is frozen, BatchNorm statistics included; only the density and
+   malignancy heads train, at ``lr_heads``.
+2. **Unfreeze phase** (optional, ``epochs_unfreeze > 0``) — the top ``unfreeze_top_n`` backbone layers train too,
+   at the lower ``lr_unfreeze``; BatchNorm layers stay frozen (small fine-tuning batches would wreck their
+   statistics). The candidate is the checkpoint with the lowest validation loss over both phases.
+
+Data: the submissions are split **by patient** into train / val / held-out (``held_out_fraction``, kept out of
+training for the gate); validation = the base run's validation rows + the submissions' val slice; the held-out
+``test`` rows = the base run's test split + the held-out submissions. Rows missing one label still train the other
+head (the pipeline masks it, see :func:`~mammo_utils.training.pipeline.targets_and_weights`); rows with no label at all are
+left out. Every row carries :data:`~mammo_utils.update.gate.ORIGIN_COLUMN` (``submission`` / ``replay`` / ``base``), and
+submission patient IDs get the prefix ``"submission:"``, so a submitter's ``P1`` is never taken for the original data
+set's ``P1`` (e.g. in the patient-level bootstrap, or the val/test overlap check).
+
+The candidate's run directory is a normal run directory (``model.keras``, ``history.csv`` with a ``phase`` column,
+``params.json`` with ``base_run`` and a ``finetune`` section, ``split.csv`` ...), so ``evaluate_run`` and the
+Predictor work on it; ``models/runs/LATEST`` is *not* moved (the registry decides which model is current).
+:func:`update` chains it all: register the existing model as v1 if needed, fine-tune, gate, register.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import pandas as pd
+
+from mammo_utils.datasets.schema import MANIFEST_COLUMNS, ManifestError, make_manifest
+from mammo_utils.datasets.splits import split_by_patient
+from mammo_utils.evaluation.run import read_split
+from mammo_utils.models.networks import BACKBONE_LAYER, LAST_CONV_LAYER, load_model, set_backbone_trainable
+from mammo_utils.models.records import data_hash
+from mammo_utils.models.registry import ModelVersion, Registry, current_run_dir
+from mammo_utils.paths import runs_dir
+from mammo_utils.training.runs import load_run
+from mammo_utils.training.steps import unique_run_dir, write_json
+from mammo_utils.training.train import train
+from mammo_utils.update.gate import DEFAULT_TOLERANCE, ORIGIN_COLUMN, GateDecision, evaluate_gate
+
+DEFAULT_UNFREEZE_TOP_N = 16  # default model: the last stage (two separable units, 13 layers) + the 1x1 conv block
+PHASES: tuple[str, ...] = ("heads", "unfreeze")
+SUBMISSION_PREFIX = "submission:"  # prefixed to submission patient IDs in the fine-tuning manifest
+
+
+@dataclass
+class FinetuneResult:
+    """A fine-tuned candidate.
+
+    Attributes
+    ----------
+    run_dir : Path
+        The candidate's run directory.
+    model : keras.Model
+        The candidate (best validation loss over the phases).
+    history : pandas.DataFrame
+        Both phases, with ``phase`` and a running ``epoch``.
+    params : dict
+        ``params.json``.
+    base_run_dir : Path
+        The run it was fine-tuned from.
+    split : pandas.DataFrame
+        Every row used, with ``split`` and :data:`~mammo_utils.update.gate.ORIGIN_COLUMN`.
+    """
+
+    run_dir: Path
+    model: keras.Model
+    history: pd.DataFrame
+    params: dict[str, Any]
+    base_run_dir: Path
+    split: pd.DataFrame
+
+
+# ------------------------------------------------------------------------------------------- freezing
+def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The feature-extractor layers of a model of :mod:`mammo_utils.models.networks`, input to top.
+
+    A transfer model's ``"backbone"`` sub-model's layers; otherwise every layer up to and including
+    :data:`~mammo_utils.models.networks.LAST_CONV_LAYER` (the default and the seed model).
+    """
+    try:
+        return list(model.get_layer(BACKBONE_LAYER).layers)
+    except ValueError:
+        pass
+    names = [layer.name for layer in model.layers]
+    if LAST_CONV_LAYER not in names:
+        raise ValueError(
+            f"model {model.name!r} has neither a {BACKBONE_LAYER!r} sub-model nor a "
+            f"{LAST_CONV_LAYER!r} layer; it is not a model of mammo_utils.models.networks"
+        )
+    return [
+        layer
+        for layer in model.layers[: names.index(LAST_CONV_LAYER) + 1]
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+
+
+def set_finetune_trainable(model: keras.Model, phase: str, top_n: int | None = DEFAULT_UNFREEZE_TOP_N) -> keras.Model:
+    """Set the ``trainable`` flags for a fine-tuning phase (in place; compile afterwards).
+
+    ``"heads"``: the backbone is frozen, everything else trains. ``"unfreeze"``: also the top ``top_n`` backbone
+    layers (None = all), except BatchNormalization layers, which stay frozen.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    if top_n is not None and top_n < 0:
+        raise ValueError(f"top_n must be >= 0 or None, got {top_n!r}")
+    model.trainable = True
+    for layer in model.layers:
+        layer.trainable = True
+    backbone = backbone_layers(model)
+    try:
+        model.get_layer(BACKBONE_LAYER)
+        set_backbone_trainable(model, phase == "unfreeze", top_n)
+        return model
+    except ValueError:
+        pass
+    first = len(backbone) if phase == "heads" else 0 if top_n is None else max(0, len(backbone) - top_n)
+    for index, layer in enumerate(backbone):
+        layer.trainable = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
+    return model
+
+
+# ------------------------------------------------------------------------------------------- the data
+def _labelled_submissions(submissions: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(submissions, pd.DataFrame):
+        raise TypeError(f"submissions must be a manifest DataFrame, got {type(submissions).__name__}")
+    if "image_path" not in submissions.columns:
+        raise ValueError(
+            "submissions need an 'image_path' column (a manifest, e.g. Store().manifest(status='accepted'))"
+        )
+    frame = make_manifest(submissions)
+    has_label = frame["density"].notna() | frame["pathology"].notna()
+    if not has_label.any():
+        raise ValueError(
+            f"none of the {len(frame)} submission(s) has a density or pathology label; "
+            "fine-tuning needs labelled submissions"
+        )
+    if not has_label.all():
+        warnings.warn(f"{int((~has_label).sum())} submission(s) without any label are left out", stacklevel=3)
+    frame = frame[has_label].reset_index(drop=True)
+    frame["source"] = frame["source"].fillna("submission")
+    return frame
+
+
+def _replay_rows(
+    pool: pd.DataFrame, n_sub_train: int, replay_fraction: float, n_replay: int | None, seed: int
+) -> pd.DataFrame:
+    if n_replay is None:
+        if not 0 <= replay_fraction < 1:
+            raise ValueError(f"replay_fraction must be in [0, 1), got {replay_fraction!r}")
+        n_replay = round(n_sub_train * replay_fraction / (1 - replay_fraction))
+    if n_replay < 0:
+        raise ValueError(f"n_replay must be >= 0, got {n_replay!r}")
+    if n_replay > len(pool):
+        warnings.warn(f"asked for {n_replay} replay images but only {len(pool)} are available; using all", stacklevel=3)
+        n_replay = len(pool)
+    return pool.sample(n=int(n_replay), random_state=seed).sort_index() if n_replay else pool.iloc[:0]
+
+
+def finetune_manifest(
+    submissions: pd.DataFrame,
+    base_split: pd.DataFrame,
+    replay: pd.DataFrame | None = None,
+    *,
+    replay_fraction: float = 0.5,
+    n_replay: int | None = None,
+    held_out_fraction: float = 0.25,
+    val_fraction: float = 0.15,
+    seed: int = 42,
+) -> pd.DataFrame:
+    """The fine-tuning manifest: submissions split by patient, a replay sample, the base val/test rows.
+
+    Parameters
+    ----------
+    submissions : pandas.DataFrame
+        Labelled manifest rows; any ``split`` they carry is replaced.
+    base_split : pandas.DataFrame
+        The base run's ``split.csv`` (its ``val`` and ``test`` rows are kept as they are).
+    replay : pandas.DataFrame, optional
+        Replay pool (default: the base split's ``train`` rows).
+    replay_fraction : float
+        Share of replay images in the training mix, in [0, 1): 0.5 = as many replay as submission images.
+    n_replay : int, optional
+        Number of replay images (overrides ``replay_fraction``).
+    held_out_fraction, val_fraction : float
+        Fractions of submission *patients* held out for the gate, and for validation.
+    seed : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest columns plus :data:`~mammo_utils.update.gate.ORIGIN_COLUMN`.
+    """
+    frame = _labelled_submissions(submissions)
+    try:
+        frame = split_by_patient(frame, val_fraction=val_fraction, test_fraction=held_out_fraction, seed=seed)
+    except ManifestError as exc:
+        raise ManifestError(
+            f"cannot split the {frame['patient_id'].nunique()} submission patient(s) with "
+            f"held_out_fraction={held_out_fraction} and val_fraction={val_fraction}: {exc}"
+        ) from exc
+    n_train = int((frame["split"] == "train").sum())  # >= 1: split_by_patient never empties the training split
+    frame[ORIGIN_COLUMN] = "submission"
+    frame["patient_id"] = [f"{SUBMISSION_PREFIX}{p}" for p in frame["patient_id"]]  # never merged with base patients
+    base = make_manifest(base_split)
+    pool = base[base["split"] == "train"] if replay is None else make_manifest(replay)
+    replayed = _replay_rows(pool, n_train, replay_fraction, n_replay, seed).assign(split="train")
+    replayed[ORIGIN_COLUMN] = "replay"
+    kept = base[base["split"].isin(["val", "test"])].copy()
+    kept[ORIGIN_COLUMN] = "base"
+    columns = [*MANIFEST_COLUMNS, ORIGIN_COLUMN]
+    return pd.concat([frame[columns], replayed[columns], kept[columns]], ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------------- training
+def finetune(
+    submissions: pd.DataFrame,
+    *,
+    base_run: str | os.PathLike[str] | None = None,
+    replay: pd.DataFrame | None = None,
+    replay_fraction: float = 0.5,
+    n_replay: int | None = None,
+    held_out_fraction: float = 0.25,
+    val_fraction: float = 0.15,
+    epochs_heads: int = 5,
+    epochs_unfreeze: int = 0,
+    unfreeze_top_n: int | None = DEFAULT_UNFREEZE_TOP_N,
+    lr_heads: float = 1e-3,
+    lr_unfreeze: float = 1e-4,
+    batch_size: int = 16,
+    patience: int = 3,
+    fast: bool = False,
+    seed: int = 42,
+    run_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    verbose: int = 0,
+    parent_version: str | None = None,
+) -> FinetuneResult:
+    """Fine-tune the base run's model on ``submissions`` + replay (see the module notes).
+
+    Parameters
+    ----------
+    submissions : pandas.DataFrame
+        Labelled manifest rows (e.g. ``Store().manifest(status="accepted")``, or a synthetic manifest).
+    base_run : path, optional
+        Default :func:`~mammo_utils.models.registry.current_run_dir` (the registry's current version, else the latest run).
+    replay, replay_fraction, n_replay, held_out_fraction, val_fraction
+        See :func:`finetune_manifest`.
+    epochs_heads, epochs_unfreeze : int
+        Epochs of each phase (``epochs_unfreeze=0`` skips the second). Fast mode caps each at 2.
+    unfreeze_top_n : int or None
+        Backbone layers trained in the unfreeze phase (None = all).
+    lr_heads, lr_unfreeze : float
+        Learning rates (the second should be lower).
+    batch_size, patience, fast, seed, cache_dir, verbose
+        As in :func:`~mammo_utils.training.train.train`; the same seed gives the same candidate.
+    run_dir : path, optional
+        Default ``models/runs/<timestamp>_finetune_<model>``.
+    parent_version : str, optional
+        The registry version of the base run, recorded in ``params.json``.
+    """
+    if epochs_heads < 1 or epochs_unfreeze < 0:
+        raise ValueError(f"epochs_heads must be >= 1 and epochs_unfreeze >= 0; got {epochs_heads}, {epochs_unfreeze}")
+    if lr_heads <= 0 or lr_unfreeze <= 0:
+        raise ValueError(f"learning rates must be positive; got lr_heads={lr_heads}, lr_unfreeze={lr_unfreeze}")
+    base_dir = Path(base_run) if base_run is not None else current_run_dir()
+    keras.utils.set_random_seed(seed)  # dropout layers draw their seeds when the model is built (loaded)
+    base = load_run(base_dir, compile=False)
+    manifest = finetune_manifest(
+        submissions,
+        read_split(base_dir),
+        replay,
+        replay_fraction=replay_fraction,
+        n_replay=n_replay,
+        held_out_fraction=held_out_fraction,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
+    name, size = str(base.params["model"]), int(base.params["image_size"])
+    folder = Path(run_dir) if run_dir is not None else unique_run_dir(runs_dir(), f"finetune_{name}")
+    counts = manifest.groupby(["split", ORIGIN_COLUMN]).size()
+    info = {
+        "base_run": str(base_dir.resolve()),
+        "parent_version": parent_version,
+        "phases": [],
+        "rows": {f"{s}/{o}": int(n) for (s, o), n in counts.items()},
+        "settings": {
+            "replay_fraction": replay_fraction,
+            "n_replay": n_replay,
+            "held_out_fraction": held_out_fraction,
+            "val_fraction": val_fraction,
+            "epochs_heads": epochs_heads,
+            "epochs_unfreeze": epochs_unfreeze,
+            "unfreeze_top_n": unfreeze_top_n,
+            "lr_heads": lr_heads,
+            "lr_unfreeze": lr_unfreeze,
+        },
+    }
+    common = {
+        "model": name,
+        "batch_size": batch_size,
+        "image_size": size,
+        "seed": seed,
+        "run_dir": folder,
+        "patience": patience,
+        "fast": fast,
+        "cache_dir": cache_dir,
+        "verbose": verbose,
+        "point_latest": False,
+    }
+    plan = [("heads", epochs_heads, lr_heads)] + (
+        [("unfreeze", epochs_unfreeze, lr_unfreeze)] if epochs_unfreeze else []
+    )
+    network, histories, best = base.model, [], {}
+    for phase, epochs, lr in plan:
+        set_finetune_trainable(network, phase, unfreeze_top_n)
+        result = train(
+            manifest,
+            epochs=epochs,
+            learning_rate=lr,
+            initial_model=network,
+            extra_params={"base_run": info["base_run"], "finetune_phase": phase},
+            **common,
+        )
+        shutil.copyfile(folder / "model.keras", folder / f"model_{phase}.keras")
+        keras.utils.set_random_seed(seed)
+        network = load_model(folder / "model.keras", compile=False)  # the phase's best weights, not its last ones
+        histories.append(result.history.assign(phase=phase))
+        best[phase] = float(result.params["best_val_loss"])
+        info["phases"].append(
+            {
+                "phase": phase,
+                "epochs_trained": result.params["epochs_trained"],
+                "learning_rate": lr,
+                "best_val_loss": best[phase],
+                "trainable_params": result.params["n_params"]["trainable"],
+            }
+        )
+    kept = min(best, key=lambda phase: (best[phase], PHASES.index(phase)))
+    shutil.copyfile(folder / f"model_{kept}.keras", folder / "model.keras")
+    history = pd.concat(histories, ignore_index=True)
+    history["epoch"] = range(len(history))
+    history.to_csv(folder / "history.csv", index=False)
+    params = json.loads((folder / "params.json").read_text(encoding="utf-8"))
+    params.update(
+        {
+            "model": name,
+            "epochs_trained": len(history),
+            "best_val_loss": best[kept],
+            "finetune_phase": kept,
+            "finetune": info | {"kept_phase": kept},
+        }
+    )
+    write_json(folder / "params.json", params)
+    model = load_model(folder / "model.keras", compile=False)
+    return FinetuneResult(folder, model, history, params, base_dir, read_split(folder))
+
+
+# --------------------------------------------------------------------------------------------- update
+@dataclass
+class UpdateResult:
+    """What :func:`update` did: the base version, the candidate run, the gate's decision, the new version."""
+
+    base: ModelVersion
+    finetune: FinetuneResult
+    gate: GateDecision
+    version: ModelVersion
+
+    @property
+    def promoted(self) -> bool:
+        """Whether the new version became current."""
+        return self.version.status == "current"
+
+
+def update(
+    submissions: pd.DataFrame,
+    *,
+    registry: Registry | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    n_boot: int = 200,
+    hash_content: bool = True,
+    **finetune_kwargs: Any,
+) -> UpdateResult:
+    """Fine-tune the current version on ``submissions``, gate it and register it (promoted or rejected).
+
+    The registry is first seeded with the latest training run as v1 if it is empty
+    (:meth:`Registry.ensure_initial`). ``finetune_kwargs`` go to :func:`finetune` (``base_run`` is the current
+    version's run and cannot be given). The new version's metrics are the candidate's gate metrics on the
+    combined held-out rows; its data hash covers the candidate's training rows (submissions + replay).
+    """
+    if "base_run" in finetune_kwargs:
+        raise TypeError("update() fine-tunes the current version; roll back first to fine-tune another one")
+    registry = registry or Registry()
+    base = registry.ensure_initial(content=hash_content)
+    if not base.model_path.is_file():
+        raise FileNotFoundError(
+            f"the current version {base.version} has no model at {base.model_path}; roll back to another version first"
+        )
+    result = finetune(submissions, base_run=base.run_dir, parent_version=base.version, **finetune_kwargs)
+    decision = evaluate_gate(
+        result.run_dir,
+        base.run_dir,
+        tolerance=tolerance,
+        n_boot=n_boot,
+        seed=int(finetune_kwargs.get("seed", 42)),
+        cache_dir=finetune_kwargs.get("cache_dir"),
+    )
+    train_rows = result.split[result.split["split"] == "train"]
+    version = registry.register(
+        result.run_dir,
+        parent=base.version,
+        metrics=decision.candidate,
+        data_hash=data_hash(train_rows, content=hash_content),
+        promote=decision.promote,
+        gate=decision.to_dict(),
+    )
+    return UpdateResult(base, result, decision, version)
+
+
+__all__ = [
+    "DEFAULT_UNFREEZE_TOP_N",
+    "FinetuneResult",
+    "UpdateResult",
+    "backbone_layers",
+    "finetune",
+    "finetune_manifest",
+    "set_finetune_trainable",
+    "update",
+]

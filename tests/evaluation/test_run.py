@@ -1,0 +1,56 @@
+"""Tests for mammo_utils.evaluation.run: a saved run is evaluated on its own held-out split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mammo_utils.datasets.splits import split_by_patient
+from mammo_utils.datasets.synthetic import generate_synthetic
+from mammo_utils.evaluation.run import METRICS_FILE, evaluate_run, read_split
+from mammo_utils.evaluation.tables import HEADLINE_METRICS, metric_entry
+from mammo_utils.training import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> train.RunResult:
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MAMMO_HOME", str(home))
+        manifest = split_by_patient(generate_synthetic(out_dir=home / "synthetic", n=40, workers=1), seed=3)
+        yield train.train(manifest, epochs=1, batch_size=8, image_size=64, seed=3, fast=True, verbose=0)
+
+
+def test_metrics_json_has_every_headline_metric_with_bracketing_ci(run: train.RunResult) -> None:
+    evaluation = evaluate_run(run.run_dir, n_boot=100, seed=0)
+    saved = json.loads((run.run_dir / METRICS_FILE).read_text())
+    assert saved["data"]["split"] == "test" and saved["data"]["synthetic"] is True
+    assert saved["model"]["name"] == "default"
+    for name in HEADLINE_METRICS:
+        entry = metric_entry(saved, name)
+        assert set(entry) >= {"value", "ci_low", "ci_high"}, name
+        if entry["value"] is not None:  # undefined only when a class is absent from the tiny test split
+            assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], name
+    assert saved["bootstrap"]["n_boot"] == 100 and saved["bootstrap"]["unit"] == "patient"
+    assert saved["calibration"]["malignancy"]["temperature"] > 0
+    assert saved["malignancy"]["threshold"]["chosen_on"] == "val"
+    assert len(evaluation.test) == (read_split(run.run_dir)["split"] == "test").sum()
+
+
+def test_predictions_are_saved_and_splits_kept_apart(run: train.RunResult) -> None:
+    evaluate_run(run.run_dir, n_boot=20, seed=0)
+    val = pd.read_csv(run.run_dir / "predictions_val.csv")
+    test = pd.read_csv(run.run_dir / "predictions_test.csv")
+    assert set(val["split"]) == {"val"} and set(test["split"]) == {"test"}
+    assert not set(val["patient_id"]) & set(test["patient_id"])
+    probs = test[[f"p_density_{d}" for d in (1, 2, 3, 4)]].sum(axis=1)
+    assert probs.sub(1).abs().max() < 1e-4
+    assert test["p_malignant"].between(0, 1).all()
+
+
+def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        evaluate_run(tmp_path / "no-such-run", n_boot=10)
