@@ -1,5 +1,6 @@
-# The two commands: `make run` (execute the notebooks in order) and `make test` (the whole test suite).
-# Both create .venv and install the project on first use, so a fresh clone needs nothing else.
+# The two commands: `make run` (execute the notebooks in order) and `make test` (the static checks of `make lint`,
+# then the whole test suite). All create .venv and install the project on first use, so a fresh clone needs nothing
+# else.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,11 +10,12 @@ NOTEBOOKS := 01_data 02_train 03_evaluate 04_predict_widget 05_update_model
 FAST ?= 0
 PAPERMILL_FLAGS := $(if $(filter 1 true True,$(FAST)),-p fast True,)
 
-.PHONY: run test app venv system-deps clean help
+.PHONY: run test lint app venv system-deps clean help
 
 help:
 	@echo "make run    execute notebooks/ in order with papermill (FAST=1 for the quick CI-sized run)"
-	@echo "make test   run the test suite (unit, property-based, notebooks through papermill and nbval)"
+	@echo "make test   make lint, then the test suite (unit, property-based, notebooks through papermill and nbval)"
+	@echo "make lint   the fast static checks: ruff check, ruff format --check, mypy, lint-imports (the layers)"
 	@echo "make app    serve the upload-and-predict panel (notebooks/04_predict_widget) on http://127.0.0.1:$(APP_PORT)"
 	@echo "make clean  remove generated data, caches and the virtual environment"
 
@@ -60,8 +62,17 @@ VOILA_FLAGS := --no-browser --Voila.ip=127.0.0.1 --VoilaExecutor.timeout=300 \
 app: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/voila notebooks/04_predict_widget.ipynb --port=$(APP_PORT) $(VOILA_FLAGS)
 
-test: system-deps $(STAMP)
+# The static checks, fastest failure first: lint and format (ruff), types (mypy), the layer contract (import-linter,
+# contracts in pyproject.toml, see ARCHITECTURE.md). .pre-commit-config.yaml runs the same four before each commit.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint system-deps $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf data/synthetic data/synthetic_fast data/cache .pytest_cache .hypothesis $(VENV)
+	rm -rf data/synthetic data/synthetic_fast data/cache .pytest_cache .hypothesis .mypy_cache .ruff_cache \
+		.import_linter_cache $(VENV)

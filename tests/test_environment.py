@@ -68,3 +68,44 @@ def test_every_imported_third_party_package_is_declared():
             used.add(match.group(1))
     missing = sorted(import_names[name] for name in used & import_names.keys() if import_names[name] not in declared)
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_the_dev_extra_installs_the_lint_tools():
+    """`make lint` and the pre-commit hooks call these from .venv/bin; conda users get them through `.[dev]` too."""
+    pyproject, _ = _load()
+    declared = {
+        re.split(r"[\[<>=~! ;]", d, maxsplit=1)[0].lower() for d in pyproject["project"]["optional-dependencies"]["dev"]
+    }
+    assert {"ruff", "mypy", "import-linter", "pandas-stubs", "types-tqdm", "pre-commit"} <= declared
+
+
+def _make_target(name: str) -> tuple[list[str], list[str]]:
+    """The prerequisites and recipe lines of one Makefile target."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return lines[start].split(":", 1)[1].split(), recipe
+
+
+def test_make_test_runs_the_static_checks_first():
+    _, recipe = _make_target("lint")
+    assert [line.split()[0].removeprefix("$(BIN)/") for line in recipe] == ["ruff", "ruff", "mypy", "lint-imports"]
+    assert recipe[:2] == ["$(BIN)/ruff check .", "$(BIN)/ruff format --check ."]
+    prerequisites, recipe = _make_target("test")
+    assert prerequisites[0] == "lint", "make test fails fast on the static checks, before the slow suite"
+    assert recipe == ["$(BIN)/python -m pytest"]
+    assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
+
+
+def test_pre_commit_hooks_are_local_and_match_make_lint():
+    """No hook repository to download: every hook is a local `language: system` one calling the .venv's tools."""
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+    hooks = config["repos"][0]["hooks"]
+    assert all(hook["language"] == "system" and hook["entry"].startswith(".venv/bin/") for hook in hooks)
+    tools = [" ".join(hook["entry"].removeprefix(".venv/bin/").split()[:2]) for hook in hooks]
+    assert tools == ["ruff check", "ruff format", "mypy", "lint-imports"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -24,6 +26,25 @@ from mammo_utils.training.train import RUN_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _committed_notebooks() -> list[Path]:
+    """The notebooks git tracks in notebooks/ (read from the working tree: what the next commit holds); the
+    numbered notebooks when this is not a git checkout."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--", "notebooks/*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return NOTEBOOKS
+    return sorted(ROOT / name for name in listed) or NOTEBOOKS
+
+
+COMMITTED = _committed_notebooks()
+# A warning from the warnings module ("UserWarning: ...", "DeprecationWarning: ...") and TensorFlow's retracing one
+WARNING = re.compile(r"\b[A-Z]\w*Warning: |retracing")
+# tqdm's bar: "  0%|          | 0/2000 [00:00<?, ?img/s]"
+PROGRESS = re.compile(r"(\d+)/(\d+) \[")
 
 # figures each notebook must write to $MAMMO_HOME/figures
 EXPECTED_FIGURES = {
@@ -118,3 +139,116 @@ def test_committed_notebook_is_executed_small_and_parameterized(notebook: Path):
     assert all(c.get("execution_count") for c in code), "commit notebooks executed (make run)"
     assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.lstrip().startswith("# "), "open with a title"
+
+
+def _output_text(output: dict) -> str:
+    """The text an output shows: a stream's text, an error's traceback, or a display's plain text."""
+    if output.get("output_type") == "stream":
+        return str(output.get("text", ""))
+    if output.get("output_type") == "error":
+        return "\n".join(output.get("traceback", []))
+    data = output.get("data", {})
+    return str(data.get("text/plain", ""))
+
+
+def _output_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """What a committed notebook should not show: stderr, Python warnings, errors and tracebacks, frozen progress
+    bars (a tqdm widget saves as a still ``0/2000 [`` text; a text bar stopped before its total)."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            text, where = _output_text(output), f"cell {index}"
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                problems.append(f"{where}: stderr output: {_line_at(text.strip(), 0)!r}")
+            elif output.get("output_type") == "error" or "Traceback (most recent call last)" in text:
+                problems.append(f"{where}: error output: {output.get('ename', text.strip()[:200])!r}")
+            elif match := WARNING.search(text):
+                problems.append(f"{where}: warning in the output: {_line_at(text, match.start())!r}")
+            elif bars := PROGRESS.findall(text):
+                widget = "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+                done, total = bars[-1]
+                if widget or int(done) < int(total):
+                    problems.append(f"{where}: frozen progress bar: {_line_at(text, text.rfind(done + '/'))!r}")
+    return problems
+
+
+def _line_at(text: str, position: int) -> str:
+    """The line of ``text`` holding ``position``, stripped and cut at 200 characters."""
+    start = text.rfind("\n", 0, position) + 1
+    end = text.find("\n", position)
+    return text[start : end if end >= 0 else len(text)].strip()[:200]
+
+
+def _title_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """The first cell is markdown with exactly one H1 title, and the title is not a doubled ``# # ...``."""
+    first = nb.cells[0] if nb.cells else None
+    if first is None or first.cell_type != "markdown":
+        return ["the first cell is not a markdown cell with the title"]
+    lines, in_fence = [], False
+    for line in first.source.splitlines():
+        in_fence ^= line.lstrip().startswith("```")
+        if not in_fence and re.match(r"#(\s|$)", line):
+            lines.append(line)
+    problems = [] if len(lines) == 1 else [f"the first cell has {len(lines)} H1 titles, not 1: {lines}"]
+    problems += [f"doubled heading mark in the title: {line!r}" for line in lines if re.match(r"#\s+#", line)]
+    return problems
+
+
+def _notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+def test_output_problems_are_found():
+    out = nbformat.v4.new_output
+    clean = nbformat.v4.new_code_cell("x", outputs=[out("stream", name="stdout", text="fast=True\n2000/2000 [00:03]")])
+    assert _output_problems(_notebook([clean])) == []
+    bar = {"text/plain": "Generating:   0%|          | 0/2000 [00:00<?, ?img/s]"}
+    widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "m", "version_major": 2, "version_minor": 0}}
+    cells = [
+        nbformat.v4.new_markdown_cell("# Title with a UserWarning: in prose"),  # markdown has no outputs
+        nbformat.v4.new_code_cell("x", outputs=[out("stream", name="stderr", text="I0000 cpu_feature_guard\n")]),
+        nbformat.v4.new_code_cell("x", outputs=[out("stream", name="stdout", text="a.py:3: UserWarning: careful\n")]),
+        nbformat.v4.new_code_cell("x", outputs=[out("stream", name="stdout", text="triggered tf.function retracing.")]),
+        nbformat.v4.new_code_cell("x", outputs=[out("error", ename="ValueError", evalue="bad", traceback=["..."])]),
+        nbformat.v4.new_code_cell("x", outputs=[out("display_data", data={**bar, **widget})]),
+        nbformat.v4.new_code_cell("x", outputs=[out("stream", name="stdout", text="  5%| | 100/2000 [00:01<00:19]")]),
+        nbformat.v4.new_code_cell("x", outputs=[out("execute_result", data={"text/plain": "DeprecationWarning: old"})]),
+    ]
+    assert _output_problems(_notebook(cells)) == [
+        "cell 1: stderr output: 'I0000 cpu_feature_guard'",
+        "cell 2: warning in the output: 'a.py:3: UserWarning: careful'",
+        "cell 3: warning in the output: 'triggered tf.function retracing.'",
+        "cell 4: error output: 'ValueError'",
+        "cell 5: frozen progress bar: 'Generating:   0%|          | 0/2000 [00:00<?, ?img/s]'",
+        "cell 6: frozen progress bar: '5%| | 100/2000 [00:01<00:19]'",
+        "cell 7: warning in the output: 'DeprecationWarning: old'",
+    ]
+
+
+def test_title_problems_are_found():
+    title = nbformat.v4.new_markdown_cell
+    assert _title_problems(_notebook([title("# 01 · Data\n\nText\n\n## Part\n```\n# a comment\n```")])) == []
+    assert _title_problems(_notebook([title("# # 01 · Data")])) == [
+        "doubled heading mark in the title: '# # 01 · Data'"
+    ]
+    assert _title_problems(_notebook([title("# One\n# Two")])) == [
+        "the first cell has 2 H1 titles, not 1: ['# One', '# Two']"
+    ]
+    assert _title_problems(_notebook([title("## Only a section")])) == ["the first cell has 0 H1 titles, not 1: []"]
+    assert _title_problems(_notebook([nbformat.v4.new_code_cell("x")])) == [
+        "the first cell is not a markdown cell with the title"
+    ]
+
+
+@pytest.mark.parametrize("notebook", COMMITTED, ids=lambda p: p.stem)
+def test_committed_notebook_shows_no_stderr_warning_error_or_frozen_progress_bar(notebook: Path):
+    """Re-execute with ``make run`` after fixing the source of each line listed (quiet the logger, catch the warning,
+    disable the progress bar in notebooks)."""
+    problems = _output_problems(nbformat.read(notebook, as_version=4))
+    assert not problems, f"{notebook.name} was committed with:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("notebook", COMMITTED, ids=lambda p: p.stem)
+def test_committed_notebook_has_one_title(notebook: Path):
+    problems = _title_problems(nbformat.read(notebook, as_version=4))
+    assert not problems, f"{notebook.name}: " + "; ".join(problems)

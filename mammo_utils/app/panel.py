@@ -2,8 +2,9 @@
 
 The logic is pure and testable without a browser: :func:`handle_upload` turns an ipywidgets 8
 ``FileUpload.value`` (a tuple of dicts with ``name``, ``type``, ``size`` and ``content`` (a memoryview)) into one
-:class:`ItemResult` per file — a :class:`~mammo_utils.inference.predictor.Prediction` or an error message, never an exception;
-:func:`render_html` turns one result into self-contained HTML. :func:`build_panel` only wires widgets to them.
+:class:`ItemResult` per file — a :class:`~mammo_utils.inference.prediction.Prediction` or an error message, never
+an exception; :func:`render_html` turns one result into self-contained HTML. :class:`PredictPanel` (built by
+:func:`build_panel`) only wires widgets to them, one method per action.
 
 Stable markers for browser tests: every result is a ``div.mammo-result`` containing the texts "BI-RADS density"
 and "Malignancy probability"; an unreadable file gives a ``div.mammo-error``; results go into the Output widget
@@ -33,6 +34,7 @@ from mammo_utils.labels import DENSITY_LETTERS, DENSITY_NAMES
 if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
 
+    from mammo_utils.app.submit_form import PendingUpload
     from mammo_utils.inference.predictor import Predictor
     from mammo_utils.submissions.store import Store
 
@@ -40,6 +42,7 @@ __all__ = [
     "ACCEPT",
     "NOTICE",
     "ItemResult",
+    "PredictPanel",
     "build_panel",
     "handle_upload",
     "render_html",
@@ -189,7 +192,7 @@ def _figure(uri: str, caption: str, height: int = 224) -> str:
 def _density_bars(prediction: Prediction) -> str:
     """The 4 density probabilities as a horizontal bar chart (HTML), the predicted class highlighted."""
     rows = []
-    for k, p in zip(DENSITY_LETTERS, prediction.density_probs):
+    for k, p in zip(DENSITY_LETTERS, prediction.density_probs, strict=True):
         chosen = k == prediction.density
         colour = "#1565c0" if chosen else "#90a4ae"
         rows.append(
@@ -278,6 +281,144 @@ def _default_store() -> Store:
     return Store()
 
 
+class PredictPanel:
+    """The panel's widgets and state, with one method per action: upload, sample, clear and submit wiring.
+
+    Build it with :func:`build_panel`; :attr:`widget` is the ``VBox`` to display. Every action turns a failure into
+    an error result shown in the panel, never an exception.
+
+    Parameters
+    ----------
+    predictor : Predictor
+    store : Store or callable returning a Store, optional
+        The submission database; default ``mammo_utils.submissions.store.Store`` (opened on the first submit).
+    submit : bool
+        Show the "submit this image" form.
+    """
+
+    def __init__(
+        self, predictor: Predictor, store: Store | Callable[[], Store] | None = None, submit: bool = True
+    ) -> None:
+        import ipywidgets as widgets
+
+        self.predictor = predictor
+        self.store: Store | Callable[[], Store] = store if store is not None else _default_store
+        self.submit = submit
+        self.sample_index = 0
+        self.pending: PendingUpload | None = None
+        self.upload = self._upload_widget(widgets)
+        self.sample_button = self._sample_button(widgets)
+        self.status = widgets.HTML(
+            '<span class="mammo-status">Upload DICOM, PNG, JPEG or TIFF mammograms, or try the sample.</span>'
+        )
+        self.output = widgets.Output(layout=widgets.Layout(width="100%"))
+        self.output.add_class("mammo-output")
+        self.upload.observe(self.on_upload, names="value")
+        self.sample_button.on_click(self.on_sample)
+        self.widget = self._layout(widgets)
+
+    # ------------------------------------------------------------------ widgets
+    @staticmethod
+    def _upload_widget(widgets: Any) -> ipywidgets.FileUpload:
+        upload = widgets.FileUpload(
+            accept=ACCEPT, multiple=True, description="Upload mammograms", layout=widgets.Layout(width="auto")
+        )
+        upload.add_class("mammo-upload")
+        return upload
+
+    @staticmethod
+    def _sample_button(widgets: Any) -> ipywidgets.Button:
+        button = widgets.Button(
+            description="Try the sample",
+            icon="image",
+            tooltip="Predict one of the 8 real CBIS-DDSM DICOMs of the 'mammograms' package",
+        )
+        button.add_class("mammo-sample")
+        return button
+
+    def _layout(self, widgets: Any) -> ipywidgets.VBox:
+        """Notice, upload row, status, results and (with ``submit``) the submit form, in one ``VBox``."""
+        upload_row = widgets.HBox([self.upload, self.sample_button])
+        children = [widgets.HTML(_notice_html()), upload_row, self.status, self.output]
+        if self.submit:
+            children.append(self._submit_form())
+        panel = widgets.VBox(children)
+        panel.add_class("mammo-panel")
+        return panel
+
+    def _submit_form(self) -> ipywidgets.Widget:
+        """The submit form, wired to send :attr:`pending` (the last predicted image) to :attr:`store`."""
+        from mammo_utils.app.submit_form import build_submit_form
+
+        return build_submit_form(lambda: self.pending, self.store)
+
+    # ------------------------------------------------------------------ state and display
+    def remember(self, contents: Iterable[tuple[bytes, ItemResult]]) -> None:
+        """Keep the first predicted image of the latest action for the submit form."""
+        from mammo_utils.app.submit_form import PendingUpload
+
+        for content, result in contents:
+            if result.ok:
+                self.pending = PendingUpload(result.name, content, result.prediction)
+                return
+
+    def publish(self, results: list[ItemResult]) -> None:
+        """Show ``results`` above the earlier ones (at most :data:`MAX_RESULTS`) and say how many succeeded."""
+        new = [
+            {"output_type": "display_data", "metadata": {}, "data": {"text/html": render_html(r), "text/plain": r.name}}
+            for r in results
+        ]
+        self.output.outputs = tuple(new + list(self.output.outputs))[:MAX_RESULTS]
+        good = sum(r.ok for r in results)
+        self.set_status(f"{good} of {len(results)} file(s) predicted with {self.predictor.version}; newest first.")
+
+    def set_status(self, text: str) -> None:
+        """Set the status line to ``text`` (escaped)."""
+        self.status.value = f'<span class="mammo-status">{html.escape(text)}</span>'
+
+    def fail(self, name: str, exc: Exception) -> None:
+        """Show an unexpected failure of an action as an error result."""
+        self.publish([ItemResult(name, error=f"the panel failed ({type(exc).__name__}: {exc})")])
+
+    # ------------------------------------------------------------------ actions
+    def on_upload(self, change: Mapping[str, Any]) -> None:
+        """Predict the uploaded files, show them, remember the first good one, then clear the upload."""
+        value = change.get("new")
+        if not value:
+            return
+        self.set_status(f"Analysing {len(value)} file(s)…")
+        try:
+            results = handle_upload(self.predictor, value)
+            self.publish(results)
+            items = _upload_items(value)
+            if self.submit and len(items) == len(results):
+                self.remember([(bytes(item.get("content") or b""), r) for item, r in zip(items, results, strict=True)])
+        except Exception as exc:
+            self.fail("upload", exc)
+        finally:
+            self.clear_upload()
+
+    def clear_upload(self) -> None:
+        """Empty the upload widget: frees the bytes and lets the same file be uploaded again."""
+        self.upload.value = ()
+
+    def on_sample(self, _: Any = None) -> None:
+        """Predict the next sample DICOM (each press takes the next one) and show it."""
+        self.sample_button.disabled = True
+        self.set_status("Analysing a real CBIS-DDSM sample…")
+        try:
+            result = run_sample(self.predictor, self.sample_index)
+            self.publish([result])
+            if self.submit and result.ok:
+                path = sample_files()[self.sample_index % len(sample_files())][0]
+                self.remember([(path.read_bytes(), result)])
+            self.sample_index += 1
+        except Exception as exc:
+            self.fail("sample", exc)
+        finally:
+            self.sample_button.disabled = False
+
+
 def build_panel(
     predictor: Predictor, store: Store | Callable[[], Store] | None = None, submit: bool = True
 ) -> ipywidgets.Widget:
@@ -294,85 +435,10 @@ def build_panel(
         The submission database; default ``mammo_utils.submissions.store.Store`` (opened on the first submit).
     submit : bool
         Show the "submit this image" form.
+
+    Returns
+    -------
+    ipywidgets.Widget
+        The panel's ``VBox`` (class ``mammo-panel``); its :class:`PredictPanel` is not needed to use it.
     """
-    import ipywidgets as widgets
-
-    from mammo_utils.app.submit_form import PendingUpload, build_submit_form
-
-    upload = widgets.FileUpload(
-        accept=ACCEPT, multiple=True, description="Upload mammograms", layout=widgets.Layout(width="auto")
-    )
-    upload.add_class("mammo-upload")
-    sample_button = widgets.Button(
-        description="Try the sample",
-        icon="image",
-        tooltip="Predict one of the 8 real CBIS-DDSM DICOMs of the 'mammograms' package",
-    )
-    sample_button.add_class("mammo-sample")
-    status = widgets.HTML(
-        '<span class="mammo-status">Upload DICOM, PNG, JPEG or TIFF mammograms, or try the sample.</span>'
-    )
-    output = widgets.Output(layout=widgets.Layout(width="100%"))
-    output.add_class("mammo-output")
-    state: dict[str, Any] = {"sample": 0, "pending": None}
-
-    def remember(contents: list[tuple[bytes, ItemResult]]) -> None:
-        """Keep the first predicted image of the latest action for the submit form."""
-        for content, result in contents:
-            if result.ok:
-                state["pending"] = PendingUpload(result.name, content, result.prediction)
-                return
-
-    def publish(results: list[ItemResult]) -> None:
-        new = [
-            {"output_type": "display_data", "metadata": {}, "data": {"text/html": render_html(r), "text/plain": r.name}}
-            for r in results
-        ]
-        output.outputs = tuple(new + list(output.outputs))[:MAX_RESULTS]
-        good = sum(r.ok for r in results)
-        status.value = (
-            f'<span class="mammo-status">{good} of {len(results)} file(s) predicted with '
-            f"{html.escape(predictor.version)}; newest first.</span>"
-        )
-
-    def busy(text: str) -> None:
-        status.value = f'<span class="mammo-status">{html.escape(text)}</span>'
-
-    def on_upload(change: dict[str, Any]) -> None:
-        value = change.get("new")
-        if not value:
-            return
-        busy(f"Analysing {len(value)} file(s)…")
-        try:
-            results = handle_upload(predictor, value)
-            publish(results)
-            items = _upload_items(value)
-            if submit and len(items) == len(results):
-                remember([(bytes(item.get("content") or b""), r) for item, r in zip(items, results)])
-        except Exception as exc:
-            publish([ItemResult("upload", error=f"the panel failed ({type(exc).__name__}: {exc})")])
-        finally:
-            upload.value = ()  # frees the bytes and lets the same file be uploaded again
-
-    def on_sample(_: Any) -> None:
-        sample_button.disabled = True
-        busy("Analysing a real CBIS-DDSM sample…")
-        try:
-            result = run_sample(predictor, state["sample"])
-            publish([result])
-            if submit and result.ok:
-                remember([(sample_files()[state["sample"] % len(sample_files())][0].read_bytes(), result)])
-            state["sample"] += 1
-        except Exception as exc:
-            publish([ItemResult("sample", error=f"the panel failed ({type(exc).__name__}: {exc})")])
-        finally:
-            sample_button.disabled = False
-
-    upload.observe(on_upload, names="value")
-    sample_button.on_click(on_sample)
-    children = [widgets.HTML(_notice_html()), widgets.HBox([upload, sample_button]), status, output]
-    if submit:
-        children.append(build_submit_form(lambda: state["pending"], store if store is not None else _default_store))
-    panel = widgets.VBox(children)
-    panel.add_class("mammo-panel")
-    return panel
+    return PredictPanel(predictor, store, submit).widget

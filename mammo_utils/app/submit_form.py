@@ -1,9 +1,9 @@
 """The "submit this image" form of the upload panel (version 2): labels optional, consent required.
 
 The panel remembers the last image it predicted (:class:`PendingUpload`); the form sends it, with the labels the
-user gives, to the submission database (:class:`mammo_utils.submissions.store.Store`). As in :mod:`mammo_utils.app.panel`, the
-logic is a pure function, :func:`submit_upload`, that returns a message and never raises; :func:`build_submit_form`
-only wires widgets to it.
+user gives, to the submission database (:class:`mammo_utils.submissions.store.Store`). As in
+:mod:`mammo_utils.app.panel`, the logic is a pure function, :func:`submit_upload`, that returns a message and never
+raises; :func:`build_submit_form` only wires widgets to it.
 
 Stable markers for browser tests: the form is a ``div.mammo-submit``; a stored submission gives a
 ``div.mammo-submitted``, a refusal a ``div.mammo-submit-error``.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mammo_utils.labels import DENSITY_LETTERS, DENSITY_NAMES
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
 
     from mammo_utils.inference.prediction import Prediction
+    from mammo_utils.submissions.fields import Submission
     from mammo_utils.submissions.store import Store
 
 __all__ = ["CONSENT_TEXT", "PendingUpload", "SubmitOutcome", "build_submit_form", "outcome_html", "submit_upload"]
@@ -67,7 +68,9 @@ class SubmitOutcome:
 
 def _resolve(store: Store | Callable[[], Store]) -> Store:
     """The store itself, or the one a factory returns (a Store has ``submit``; a factory does not)."""
-    return store if hasattr(store, "submit") else store()
+    if hasattr(store, "submit"):
+        return cast("Store", store)
+    return store()
 
 
 def _prediction_record(prediction: Prediction | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -109,19 +112,18 @@ def submit_upload(
         return SubmitOutcome(False, "Upload an image first: the form submits the image you predicted last.")
     if not consent:
         return SubmitOutcome(False, "Tick the consent box to submit: without consent nothing is stored.")
+    labels = {"density": density, "pathology": pathology, "submitter": submitter or None}
+    return _store_upload(store, upload, labels)
+
+
+def _store_upload(store: Store | Callable[[], Store], upload: PendingUpload, labels: dict[str, Any]) -> SubmitOutcome:
+    """Submit ``upload`` with consent and ``labels`` (density, pathology, submitter); failures become messages."""
     from mammo_utils.submissions.fields import StoreError, SubmissionError
 
     record, version = _prediction_record(upload.prediction)
     try:
         stored = _resolve(store).submit(
-            upload.content,
-            filename=upload.name,
-            density=density,
-            pathology=pathology,
-            consent=True,
-            submitter=submitter or None,
-            prediction=record,
-            model_version=version,
+            upload.content, filename=upload.name, consent=True, prediction=record, model_version=version, **labels
         )
     except SubmissionError as exc:
         return SubmitOutcome(False, f"{upload.name}: not submitted. {exc}")
@@ -135,17 +137,20 @@ def submit_upload(
             f"{upload.name}: not submitted; the database could not store it "
             f"({type(exc).__name__}: {exc}). Nothing was saved; try again later.",
         )
+    return SubmitOutcome(True, _stored_message(upload.name, stored), int(stored.id), bool(stored.duplicate))
+
+
+def _stored_message(name: str, stored: Submission) -> str:
+    """What the user reads after a stored (or already stored) submission."""
     if stored.duplicate:
-        message = (
-            f"{upload.name} was already in the database as submission #{stored.id} "
+        return (
+            f"{name} was already in the database as submission #{stored.id} "
             f"(status: {stored.status}); nothing new was stored."
         )
-    else:
-        message = (
-            f"{upload.name} stored as submission #{stored.id}, status {stored.status}: a reviewer accepts "
-            "it before the model is updated on it."
-        )
-    return SubmitOutcome(True, message, int(stored.id), bool(stored.duplicate))
+    return (
+        f"{name} stored as submission #{stored.id}, status {stored.status}: a reviewer accepts "
+        "it before the model is updated on it."
+    )
 
 
 def outcome_html(outcome: SubmitOutcome) -> str:

@@ -5,6 +5,7 @@ It is what the notebooks call with their ``dataset`` / ``data_dir`` parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -43,5 +44,5 @@ def load(name: str, data_dir: str | Path | None = None, fast: bool = False, seed
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if not data_dir:
         raise ValueError(f"dataset {name!r} needs data_dir: the folder (or CSV file) where it lives")
-    loaders = {"cbis-ddsm": cbis_ddsm, "mias": mias, "manifest": manifest}
+    loaders: dict[str, Callable[[Path], pd.DataFrame]] = {"cbis-ddsm": cbis_ddsm, "mias": mias, "manifest": manifest}
     return loaders[key](Path(data_dir))

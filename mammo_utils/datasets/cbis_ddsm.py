@@ -232,7 +232,11 @@ def _kaggle_resolver(root: Path) -> Callable[[list[str]], Path]:
     by_uid: dict[str, list[tuple[str, bool]]] = {}
     by_subject: dict[str, list[str]] = {}
     for uid, image, full, subject in zip(
-        info["SeriesInstanceUID"], info["image_path"], info["_full"], info.get("PatientID", [None] * len(info))
+        info["SeriesInstanceUID"],
+        info["image_path"],
+        info["_full"],
+        info.get("PatientID", [None] * len(info)),
+        strict=True,
     ):
         if labels.is_missing(image):
             continue
@@ -330,6 +334,23 @@ def cbis_ddsm(
         expected paths), or a subject folder with several candidate full-mammogram DICOMs.
     """
     root = Path(root).expanduser()
+    layout = _check_layout(root, layout, invalid)
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for (kind, split), path in _find_csvs(root, layout).items():
+        for record in _read_case_csv(path, kind, split, invalid):
+            groups.setdefault((record["patient_id"], record["laterality"], record["view"]), []).append(record)
+    resolve = _kaggle_resolver(root) if layout == "kaggle" else _tcia_resolver(root)
+    rows = [_merge_group(records, resolve) for records in groups.values()]
+    _warn_density_conflicts(groups)
+    frame = make_manifest(rows, extra=EXTRA_COLUMNS)
+    if len(frame):
+        frame = frame.sort_values(["patient_id", "laterality", "view"], ignore_index=True)
+    frame = schema.validate_manifest(frame)
+    return drop_or_raise_missing(frame, missing, what=f"the CBIS-DDSM CSVs ({layout} layout, {root})")
+
+
+def _check_layout(root: Path, layout: str, invalid: str) -> Literal["tcia", "kaggle"]:
+    """The layout to read (``"auto"`` resolved), after checking the folder and the options."""
     if not root.is_dir():
         raise FileNotFoundError(f"CBIS-DDSM folder not found: {root}")
     if layout == "auto":
@@ -340,23 +361,15 @@ def cbis_ddsm(
         raise ValueError(f"invalid must be 'raise' or 'skip', got {invalid!r}")
     if layout == "kaggle" and not (root / "csv" / "dicom_info.csv").is_file():
         raise FileNotFoundError(f"Kaggle layout needs {root / 'csv' / 'dicom_info.csv'}")
+    return "kaggle" if layout == "kaggle" else "tcia"
 
-    csvs = _find_csvs(root, layout)
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for (kind, split), path in csvs.items():
-        for record in _read_case_csv(path, kind, split, invalid):
-            groups.setdefault((record["patient_id"], record["laterality"], record["view"]), []).append(record)
-    resolve = _kaggle_resolver(root) if layout == "kaggle" else _tcia_resolver(root)
-    rows = [_merge_group(records, resolve) for records in groups.values()]
+
+def _warn_density_conflicts(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> None:
+    """Warn about mammograms whose CSV rows give different densities (the highest is kept)."""
     conflicts = [key for key, records in groups.items() if len({r["density"] for r in records}) > 1]
     if conflicts:
         warnings.warn(
             f"CBIS-DDSM: {len(conflicts)} mammogram(s) have rows with different breast densities, kept the "
             f"highest: {['_'.join(key) for key in conflicts[:_SHOWN]]}",
-            stacklevel=2,
+            stacklevel=3,
         )
-    frame = make_manifest(rows, extra=EXTRA_COLUMNS)
-    if len(frame):
-        frame = frame.sort_values(["patient_id", "laterality", "view"], ignore_index=True)
-    frame = schema.validate_manifest(frame)
-    return drop_or_raise_missing(frame, missing, what=f"the CBIS-DDSM CSVs ({layout} layout, {root})")

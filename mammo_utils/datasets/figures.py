@@ -6,6 +6,7 @@ Every function returns a matplotlib ``Figure`` with a title and labelled axes; `
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,15 +14,29 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from mammo_utils import labels, paths
 from mammo_utils.imaging.io import read_mammogram
-from mammo_utils.imaging.standardize import standardize
+from mammo_utils.imaging.mammogram import Mammogram
+from mammo_utils.imaging.segmentation import Segmentation, as_float01
+from mammo_utils.imaging.standardize import (
+    BreastCrop,
+    Standardized,
+    blank_outside_breast,
+    crop_to_breast,
+    find_breast,
+    resize_and_pad,
+    standardize,
+)
+
+DPI = 100  # the dpi every figure of this module is saved at: committed notebooks stay small
+_DISPLAY_SIDE = 1024  # long side, in pixels, of the copies drawn by standardization_steps
 
 
-def save_figure(fig: Figure, name: str, directory: str | Path | None = None, dpi: int = 100) -> Path:
+def save_figure(fig: Figure, name: str, directory: str | Path | None = None, dpi: int = DPI) -> Path:
     """Save ``fig`` as ``<directory>/<name>.png`` (default ``figures/``) and return the path."""
     directory = paths.ensure_dir(directory or paths.figures_dir())
     out = directory / f"{name}.png"
@@ -180,6 +195,77 @@ def standardization_grid(image_paths: Sequence[str | Path], title: str) -> Figur
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+    for i in range(n, (rows // 2) * cols):  # the last row of pairs is not full: no empty frames
+        axes[(i // cols) * 2, i % cols].set_visible(False)
+        axes[(i // cols) * 2 + 1, i % cols].set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def _show(ax: Axes, image: np.ndarray, title: str) -> None:
+    """Draw ``image`` in [0, 1] (strided down to about ``_DISPLAY_SIDE`` pixels, in its own pixel coordinates)."""
+    step = max(1, max(image.shape) // _DISPLAY_SIDE)
+    height, width = image.shape
+    ax.imshow(image[::step, ::step], cmap="gray", vmin=0, vmax=1, extent=(0, width, height, 0))
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _step_titles(mammogram: Mammogram, segmentation: Segmentation, crop: BreastCrop, result: Standardized) -> list[str]:
+    """Panel titles of :func:`standardization_steps`: each step's name and its numbers."""
+    height, width = mammogram.pixels.shape[:2]
+    grid_h, grid_w = segmentation.mask.shape
+    chest = f"chest wall {'left' if segmentation.breast_left else 'right'}"
+    top, left, bottom, right = crop.box
+    (out_h, out_w), (content_h, content_w) = result.image.shape, result.content_shape
+    return [
+        f"original (as read)\n{height}×{width} px, {mammogram.laterality or '?'} {mammogram.view or '?'}",
+        f"1. find_breast: breast mask\n{grid_h}×{grid_w} grid (÷{segmentation.factor}), "
+        + (chest if segmentation.found else "no breast: whole image kept"),
+        f"2. blank_outside_breast\n{segmentation.labels} label(s) removed",
+        f"3. crop_to_breast\nbox ({top}, {left}, {bottom}, {right}), {'flipped' if crop.flipped else 'not flipped'}",
+        f"4. resize_and_pad: model input\n{out_h}×{out_w}, scale {result.scale:.3g}, content {content_h}×{content_w}",
+    ]
+
+
+def standardization_steps(
+    mammogram: Mammogram, size: tuple[int, int] = (224, 224), path: str | os.PathLike[str] | None = None
+) -> Figure:
+    """The four steps of :func:`~mammo_utils.imaging.standardize.standardize` on one mammogram, left to right.
+
+    Panels: the original as read, the breast mask (:func:`~mammo_utils.imaging.standardize.find_breast`), labels
+    blanked (:func:`~mammo_utils.imaging.standardize.blank_outside_breast`), cropped + flipped
+    (:func:`~mammo_utils.imaging.standardize.crop_to_breast`) and the model input
+    (:func:`~mammo_utils.imaging.standardize.resize_and_pad`), each titled with its step and its numbers.
+
+    Parameters
+    ----------
+    mammogram : Mammogram
+        The image as read (:func:`~mammo_utils.imaging.io.read_mammogram`); its laterality breaks ties.
+    size : tuple of int
+        Model input ``(height, width)``.
+    path : str or os.PathLike, optional
+        Where to save the figure (PNG at :data:`DPI`); not saved when None.
+
+    Returns
+    -------
+    Figure
+        One row of five panels; the model input is exactly ``standardize(mammogram, size=size).image``.
+    """
+    pixels = as_float01(mammogram)
+    segmentation = find_breast(pixels, laterality=mammogram.laterality)
+    blanked = blank_outside_breast(pixels, segmentation)
+    crop = crop_to_breast(blanked, segmentation)  # the same box as on the raw pixels: it depends on the mask only
+    result = resize_and_pad(crop_to_breast(pixels, segmentation), segmentation, size)
+    fig, axes = plt.subplots(1, 5, figsize=(17, 4.2))
+    panels = [pixels, segmentation.mask.astype(np.float32), blanked, crop.pixels, result.image]
+    for ax, image, title in zip(axes, panels, _step_titles(mammogram, segmentation, crop, result), strict=True):
+        _show(ax, image, title)
+    fig.suptitle("standardization step by step" + (f" — {mammogram.filename}" if mammogram.filename else ""))
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return fig

@@ -154,6 +154,26 @@ def manifest(
         or lists image files that do not exist (with ``missing="raise"``).
     """
     csv_path = Path(csv_path).expanduser()
+    frame = _read_manifest_csv(csv_path)
+    errors: list[str] = []
+    base = csv_path.resolve().parent
+    paths = [_resolve_path(value, base) for value in frame["image_path"]]
+    empty = [index + 2 for index, path in enumerate(paths) if path is None]
+    if empty:
+        errors.append(f"column 'image_path' is empty at CSV line(s) {empty[:_SHOWN]}")
+    records: dict[str, list[Any]] = {"image_path": paths, **_parsed_label_columns(frame, errors)}
+    if errors:
+        raise ManifestError(f"{csv_path.name}: " + "; ".join(errors))
+    records.update(_identity_columns(frame, [str(path) for path in paths], source))
+    extra = [column for column in frame.columns if column not in schema.MANIFEST_COLUMNS]
+    for column in extra:
+        records[column] = frame[column].tolist()
+    result = schema.validate_manifest(schema.make_manifest(pd.DataFrame(records), extra=extra))
+    return drop_or_raise_missing(result, missing, what=str(csv_path))
+
+
+def _read_manifest_csv(csv_path: Path) -> pd.DataFrame:
+    """The CSV as strings with canonical column names; it must have ``image_path`` and a label column."""
     if not csv_path.is_file():
         raise FileNotFoundError(f"manifest CSV not found: {csv_path}")
     try:
@@ -163,45 +183,38 @@ def manifest(
     frame = _canonical_columns(raw)
     if "image_path" not in frame.columns:
         raise ManifestError(f"{csv_path.name} has no 'image_path' column; its columns are {list(frame.columns)}")
-    present = [column for column in LABEL_COLUMNS if column in frame.columns]
-    if not present:
+    if not any(column in frame.columns for column in LABEL_COLUMNS):
         raise ManifestError(
             f"{csv_path.name} has no label column: add 'density' (1-4 or a-d) and/or 'pathology' "
             f"(benign/malignant); its columns are {list(frame.columns)}"
         )
+    return frame
 
-    errors: list[str] = []
-    base = csv_path.resolve().parent
-    paths = [_resolve_path(value, base) for value in frame["image_path"]]
-    empty = [index + 2 for index, path in enumerate(paths) if path is None]
-    if empty:
-        errors.append(f"column 'image_path' is empty at CSV line(s) {empty[:_SHOWN]}")
-    records: dict[str, list[Any]] = {"image_path": paths}
-    if "density" in frame.columns:
-        records["density"] = _parse_column(frame, "density", labels.density_from_any, "1-4 or a-d", errors)
-    if "pathology" in frame.columns:
-        records["pathology"] = _parse_column(
-            frame, "pathology", labels.pathology_from_any, "benign/malignant, B/M or 0/1", errors
-        )
-    if "laterality" in frame.columns:
-        records["laterality"] = _parse_column(frame, "laterality", _choice(LATERALITY_WORDS), "L/R", errors)
-    if "view" in frame.columns:
-        views = {view: view for view in schema.VIEWS}
-        records["view"] = _parse_column(frame, "view", _choice(views), "CC/MLO", errors)
-    if "split" in frame.columns:
-        splits = {split.upper(): split for split in schema.SPLITS}
-        records["split"] = _parse_column(frame, "split", _choice(splits), "train/val/test", errors)
-    if errors:
-        raise ManifestError(f"{csv_path.name}: " + "; ".join(errors))
 
+def _parsed_label_columns(frame: pd.DataFrame, errors: list[str]) -> dict[str, list[Any]]:
+    """The label, laterality, view and split columns the CSV has, parsed; bad values are added to ``errors``."""
+    parsers: dict[str, tuple[Callable[[Any], Any], str]] = {
+        "density": (labels.density_from_any, "1-4 or a-d"),
+        "pathology": (labels.pathology_from_any, "benign/malignant, B/M or 0/1"),
+        "laterality": (_choice(LATERALITY_WORDS), "L/R"),
+        "view": (_choice({view: view for view in schema.VIEWS}), "CC/MLO"),
+        "split": (_choice({split.upper(): split for split in schema.SPLITS}), "train/val/test"),
+    }
+    return {
+        column: _parse_column(frame, column, parse, expected, errors)
+        for column, (parse, expected) in parsers.items()
+        if column in frame.columns
+    }
+
+
+def _identity_columns(frame: pd.DataFrame, paths: list[str], source: str) -> dict[str, list[Any]]:
+    """``patient_id`` (from the image file name where missing) and ``source`` (``source`` where missing)."""
     given_ids = frame["patient_id"] if "patient_id" in frame.columns else pd.Series([None] * len(frame))
-    records["patient_id"] = [
-        Path(path).stem if labels.is_missing(given) else str(given).strip() for given, path in zip(given_ids, paths)
-    ]
     given_sources = frame["source"] if "source" in frame.columns else pd.Series([None] * len(frame))
-    records["source"] = [source if labels.is_missing(value) else str(value).strip() for value in given_sources]
-    extra = [column for column in frame.columns if column not in schema.MANIFEST_COLUMNS]
-    for column in extra:
-        records[column] = frame[column].tolist()
-    result = schema.validate_manifest(schema.make_manifest(pd.DataFrame(records), extra=extra))
-    return drop_or_raise_missing(result, missing, what=str(csv_path))
+    return {
+        "patient_id": [
+            Path(path).stem if labels.is_missing(given) else str(given).strip()
+            for given, path in zip(given_ids, paths, strict=True)
+        ],
+        "source": [source if labels.is_missing(value) else str(value).strip() for value in given_sources],
+    }

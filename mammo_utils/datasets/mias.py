@@ -106,7 +106,16 @@ def parse_info(text: str, source: str = "Info.txt") -> list[MiasFinding]:
             problems.append(f"line {number} ({line.strip()!r}): severity {severity!r} is not B/M")
             continue
         findings.append(
-            MiasFinding(reference, background, abnormality, severity, *(_number(tokens, i) for i in (4, 5, 6)), number)
+            MiasFinding(
+                reference,
+                background,
+                abnormality,
+                severity,
+                x=_number(tokens, 4),
+                y=_number(tokens, 5),
+                radius=_number(tokens, 6),
+                line=number,
+            )
         )
     if problems:
         raise ManifestError(f"{source}: {len(problems)} unreadable line(s): " + "; ".join(problems[:_SHOWN]))

@@ -1,8 +1,11 @@
-"""The manifest schema that every dataset loader returns (see DESIGN.md)."""
+"""The manifest schema that every dataset loader returns.
+
+Why these columns and values: ``ARCHITECTURE.md``, section "The manifest and findings tables".
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -54,29 +57,34 @@ def make_manifest(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, extra: Itera
         Columns ``MANIFEST_COLUMNS + extra`` with dtypes: strings as ``object`` holding ``str`` or ``pd.NA``,
         ``density`` as nullable ``Int64``.
     """
-    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     extra = [column for column in extra if column not in MANIFEST_COLUMNS]
     for column in (*MANIFEST_COLUMNS, *extra):
         if column not in frame.columns:
             frame[column] = pd.NA
     frame = frame[[*MANIFEST_COLUMNS, *extra]].reset_index(drop=True)
-
-    def column(name: str, clean) -> pd.Series:
-        # built from a list with dtype=object: pandas >= 3 would otherwise infer a string dtype and turn pd.NA into NaN
-        return pd.Series([clean(value) for value in frame[name]], index=frame.index, dtype=object)
-
-    def text(value: Any) -> Any:
-        return pd.NA if labels.is_missing(value) else str(value)
-
-    frame["image_path"] = column("image_path", str)
-    frame["patient_id"] = column("patient_id", text)
-    frame["laterality"] = column("laterality", lambda v: _clean_choice(v, LATERALITIES))
-    frame["view"] = column("view", lambda v: _clean_choice(v, VIEWS))
+    frame["image_path"] = _object_column(frame["image_path"], str)
+    frame["patient_id"] = _object_column(frame["patient_id"], _text)
+    frame["laterality"] = _object_column(frame["laterality"], lambda v: _clean_choice(v, LATERALITIES))
+    frame["view"] = _object_column(frame["view"], lambda v: _clean_choice(v, VIEWS))
     frame["density"] = pd.array([labels.density_from_any(v) for v in frame["density"]], dtype="Int64")
-    frame["pathology"] = column("pathology", lambda v: labels.pathology_from_any(v) or pd.NA)
-    frame["source"] = column("source", text)
-    frame["split"] = column("split", lambda v: _clean_choice(v, SPLITS))
+    frame["pathology"] = _object_column(frame["pathology"], lambda v: labels.pathology_from_any(v) or pd.NA)
+    frame["source"] = _object_column(frame["source"], _text)
+    frame["split"] = _object_column(frame["split"], lambda v: _clean_choice(v, SPLITS))
     return frame
+
+
+def _object_column(values: pd.Series, clean: Callable[[Any], Any]) -> pd.Series:
+    """``clean`` applied to every value, as an ``object`` column.
+
+    Built from a list with ``dtype=object``: pandas >= 3 would otherwise infer a string dtype and turn pd.NA into NaN.
+    """
+    return pd.Series([clean(value) for value in values], index=values.index, dtype=object)
+
+
+def _text(value: Any) -> Any:
+    """``str(value)``, or pd.NA for a missing value."""
+    return pd.NA if labels.is_missing(value) else str(value)
 
 
 def validate_manifest(frame: pd.DataFrame) -> pd.DataFrame:

@@ -283,14 +283,18 @@ def generate_synthetic(
     images_dir = paths.ensure_dir(out_dir / "images")
     (out_dir / "manifest.csv").unlink(missing_ok=True)  # the set is incomplete until the new manifest lands
     rows = _run(jobs, images_dir, int(seed), workers if workers is not None else (os.cpu_count() or 1))
-    keep = {Path(row["image_path"]).name for row in rows}
-    for stale in images_dir.glob("SYN-*.png"):
-        if stale.name not in keep:
-            stale.unlink()
+    _remove_stale_images(images_dir, {Path(row["image_path"]).name for row in rows})
     frame = pd.DataFrame(rows).drop(columns="index")
     _write_atomic(out_dir / "params.json", json.dumps(params, indent=2) + "\n")
     _write_atomic(out_dir / "manifest.csv", frame.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
     return load_synthetic(out_dir)
+
+
+def _remove_stale_images(images_dir: Path, keep: set[str]) -> None:
+    """Delete the ``SYN-*.png`` files of an earlier, different set that are not in ``keep``."""
+    for stale in images_dir.glob("SYN-*.png"):
+        if stale.name not in keep:
+            stale.unlink()
 
 
 def load_synthetic(out_dir: str | os.PathLike[str] | None = None, fast: bool = False) -> pd.DataFrame:

@@ -14,6 +14,7 @@ contrast-to-noise ratio of the finding in the displayed image, so findings hidde
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -201,7 +202,7 @@ def _calc_patch(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     dy, dx = np.meshgrid(c, c, indexing="ij")
     angle = rng.uniform(0, np.pi, n)
     patch = np.zeros_like(dx)
-    for (cy, cx), a, b, phi, v in zip(centres, major, minor, angle, amp):
+    for (cy, cx), a, b, phi, v in zip(centres, major, minor, angle, amp, strict=True):
         u = (dx - cx) * np.cos(phi) + (dy - cy) * np.sin(phi)
         w = -(dx - cx) * np.sin(phi) + (dy - cy) * np.cos(phi)
         speck = v * expit(4.0 * (1 - np.sqrt((u / a) ** 2 + (w / b) ** 2)))
@@ -263,7 +264,7 @@ def _burn_labels(
     ImageDraw.Draw(small).text((1 - left, 1 - top), text, fill=255, font=font)
     h, w = image.shape
     for scale in (int(rng.integers(3, 5)), 2):
-        glyphs = np.asarray(small.resize((small.width * scale, small.height * scale), Image.NEAREST)) > 127
+        glyphs = np.asarray(small.resize((small.width * scale, small.height * scale), Image.Resampling.NEAREST)) > 127
         square = int(rng.integers(8, 15))
         bh, bw = glyphs.shape[0] + square + 6, max(glyphs.shape[1], square)
         margin = int(rng.integers(10, 26))
@@ -324,87 +325,17 @@ def synthetic_phantom(
         density, dense_fraction, pathology, finding, subtlety (1-5), finding_centre, finding_radius,
         breast_box and label_box (top, left, bottom, right), bit_depth, tinted, view, laterality.
     """
-    if view not in ("CC", "MLO") or laterality not in ("L", "R"):
-        raise ValueError(f"view must be CC/MLO and laterality L/R, got {view!r}, {laterality!r}")
-    fraction = sample_dense_fraction(rng, density) if dense_fraction is None else float(dense_fraction)
-    if density_from_fraction(fraction) != int(density):
-        raise ValueError(f"dense fraction {fraction:.3f} is not in the interval of density {density}")
-    finding = sample_finding(rng, bool(malignant)) if finding is None else finding
-    if (finding["kind"] in MALIGNANT_FINDINGS) != bool(malignant):
-        raise ValueError(f"finding {finding['kind']!r} contradicts malignant={malignant!r}")
-    h, w = shape
-    x_skin, x_pect = _breast_geometry(rng, view, h, w)
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    mask = xs < x_skin[:, None]
-    pect = (xs < x_pect[:, None]) & mask if x_pect is not None else np.zeros_like(mask)
-    tissue = mask & ~pect
-    half = ndi.distance_transform_edt(mask[::2, ::2])  # the chest-wall edge of the array is not skin
-    dist = (2 * half).astype(np.float32).repeat(2, 0).repeat(2, 1)[:h, :w] * mask
-    rho = xs / np.maximum(x_skin[:, None], 1.0)
-
-    depth_px = max(float(x_skin.max()), 1.0)
-    field = _noise(rng, shape, rng.uniform(2.6, 3.4), rng.uniform(1.3, 2.5), cutoff=0.1)
-    field += rng.uniform(0.8, 1.8) * np.clip(dist / (0.3 * depth_px), 0, 1) - 0.6 * np.exp(-xs / 25.0)
-    values = field[tissue]
-    k = min(int(round((1 - fraction) * values.size)), values.size - 1)
-    threshold = np.partition(values, k)[k]
-    fraction = float((values >= threshold).mean())
-    width = rng.uniform(0.15, 0.35) * values.std()
-    soft = (tissue * expit((field - threshold) / width)).astype(np.float32)
-
-    texture = _noise(rng, shape, rng.uniform(1.9, 2.5), rng.uniform(1.0, 2.0), cutoff=0.3)
-    thick = 1 - np.exp(-dist / rng.uniform(8, 20))
-    fat, contrast = rng.uniform(0.22, 0.38), rng.uniform(0.28, 0.45)
-    att = thick * (fat + contrast * soft * (1 + 0.3 * texture) + 0.025 * texture)
-    if x_pect is not None:
-        muscle = mask * expit((x_pect[:, None] - xs) / 1.5)
-        att = att * (1 - muscle) + muscle * thick * (fat + contrast * rng.uniform(0.9, 1.3) + 0.03 * texture)
-
-    shape_rng = np.random.default_rng(finding["shape_seed"])
-    is_mass = finding["kind"].endswith("mass")
-    patch = _mass_patch(finding, shape_rng) if is_mass else _calc_patch(finding, shape_rng)
-    extent = min(patch.shape[0] / 2 - 3, finding["radius"]) if is_mass else patch.shape[0] / 2 - 3
-    centre = _place(rng, tissue, dist, rho, soft, extent, finding["depth"])
-    ys, xs_, piece = _add_patch(att, patch, centre)
-    if is_mass:
-        att[ys, xs_] += thick[ys, xs_] * contrast * finding["strength"] * piece * (1 - 0.5 * soft[ys, xs_])
-    else:
-        att[ys, xs_] += finding["strength"] * piece * mask[ys, xs_]
-
-    gain = rng.uniform(0.3, 1.8)
-    y = (1 - np.exp(-gain * (rng.uniform(0.0, 0.08) + att))) / float(1 - np.exp(-gain))
-    y = np.exp(np.log(np.clip(y, 1e-6, 1)) * np.float32(rng.uniform(0.75, 1.35)))  # gamma
-    low, high = rng.uniform(-0.05, 0.03), rng.uniform(0.9, 1.15)
-    y = (y - low) / (high - low)
-    sigma = np.where(mask, rng.uniform(0.002, 0.008), rng.uniform(0.0, 0.0015)).astype(np.float32)
-    grain = rng.random((2, *shape), dtype=np.float32)  # triangular noise: as good as Gaussian here, cheaper
-    y = np.clip(y + sigma * np.float32(np.sqrt(6)) * (grain[0] + grain[1] - 1), 0, 1).astype(np.float32)
-    subtlety = _subtlety(y[ys, xs_], piece, mask[ys, xs_])
-    if laterality == "R":
-        y, mask = np.ascontiguousarray(y[:, ::-1]), mask[:, ::-1]
-        centre = (centre[0], w - 1 - centre[1])
-    if rng.random() < 0.1:
-        band = int(rng.integers(3, 11))
-        edge = slice(w - band, w) if laterality == "L" else slice(0, band)
-        y[:, edge] = rng.uniform(0.6, 1.0)
-    label_box = _burn_labels(
-        y, mask, f"{laterality} {view}" if rng.random() < 0.6 else f"{laterality}{view}", laterality, rng
-    )
-
-    tinted = bool(rng.random() < TINT_PROBABILITY) if tint is None else bool(tint)
-    wide = bool(rng.random() < UINT16_PROBABILITY)
-    depth_bits = (16 if wide else 8) if bit_depth is None else int(bit_depth)
-    if depth_bits not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
-    if tinted:
-        colour = np.clip(np.asarray(_TINTS[int(rng.integers(len(_TINTS)))]) + rng.uniform(-0.05, 0.05, 3), 0, 1)
-        image = np.round(y[..., None] * colour.astype(np.float32) * 255).astype(np.uint8)
-    elif depth_bits == 16:
-        image = np.round(y * 4095).astype(np.uint16) * np.uint16(16)  # 12-bit data in a 16-bit container
-    else:
-        image = np.round(y * 255).astype(np.uint8)
+    fraction, finding = _check_request(rng, density, malignant, view, laterality, dense_fraction, finding)
+    anatomy = _anatomy(rng, view, shape)
+    soft, fraction = _dense_tissue(rng, anatomy, fraction)
+    att, thick, contrast = _attenuation(rng, anatomy, soft)
+    centre, (ys, xs, piece) = _add_finding(rng, finding, anatomy, att, thick, contrast, soft)
+    y = _display(rng, att, anatomy.mask)
+    subtlety = _subtlety(y[ys, xs], piece, anatomy.mask[ys, xs])
+    y, mask, centre, label_box = _orient_and_burn(rng, y, anatomy.mask, centre, view, laterality)
+    image, tinted, depth_bits = _encode(rng, y, tint, bit_depth)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    truth = {
+    return image, {
         "density": density_from_fraction(fraction),
         "dense_fraction": fraction,
         "pathology": "malignant" if finding["kind"] in MALIGNANT_FINDINGS else "benign",
@@ -419,4 +350,148 @@ def synthetic_phantom(
         "view": view,
         "laterality": laterality,
     }
-    return image, truth
+
+
+def _check_request(
+    rng: np.random.Generator,
+    density: int,
+    malignant: bool | int,
+    view: str,
+    laterality: str,
+    dense_fraction: float | None,
+    finding: dict[str, Any] | None,
+) -> tuple[float, dict[str, Any]]:
+    """Validate the arguments of :func:`synthetic_phantom`; draw the dense fraction and the finding if not given."""
+    if view not in ("CC", "MLO") or laterality not in ("L", "R"):
+        raise ValueError(f"view must be CC/MLO and laterality L/R, got {view!r}, {laterality!r}")
+    fraction = sample_dense_fraction(rng, density) if dense_fraction is None else float(dense_fraction)
+    if density_from_fraction(fraction) != int(density):
+        raise ValueError(f"dense fraction {fraction:.3f} is not in the interval of density {density}")
+    finding = sample_finding(rng, bool(malignant)) if finding is None else finding
+    if (finding["kind"] in MALIGNANT_FINDINGS) != bool(malignant):
+        raise ValueError(f"finding {finding['kind']!r} contradicts malignant={malignant!r}")
+    return fraction, finding
+
+
+@dataclass(frozen=True)
+class _Anatomy:
+    """Breast geometry of one phantom, chest wall at x = 0 (before an R breast is mirrored)."""
+
+    shape: tuple[int, int]
+    xs: np.ndarray  # column index, float32 (1, W)
+    x_skin: np.ndarray  # skin-line depth per row
+    x_pect: np.ndarray | None  # pectoral boundary per row (MLO only)
+    mask: np.ndarray  # breast
+    tissue: np.ndarray  # breast without the pectoral muscle
+    dist: np.ndarray  # distance to the skin line (not to the chest-wall edge)
+    rho: np.ndarray  # relative depth, 0 at the chest wall, 1 at the skin
+
+
+def _anatomy(rng: np.random.Generator, view: str, shape: tuple[int, int]) -> _Anatomy:
+    """Draw the breast outline (and the MLO pectoral muscle) and derive the masks and distance maps."""
+    h, w = shape
+    x_skin, x_pect = _breast_geometry(rng, view, h, w)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    mask = xs < x_skin[:, None]
+    pect = (xs < x_pect[:, None]) & mask if x_pect is not None else np.zeros_like(mask)
+    half = ndi.distance_transform_edt(mask[::2, ::2])  # the chest-wall edge of the array is not skin
+    dist = (2 * half).astype(np.float32).repeat(2, 0).repeat(2, 1)[:h, :w] * mask
+    rho = xs / np.maximum(x_skin[:, None], 1.0)
+    return _Anatomy(shape, xs, x_skin, x_pect, mask, mask & ~pect, dist, rho)
+
+
+def _dense_tissue(rng: np.random.Generator, anatomy: _Anatomy, fraction: float) -> tuple[np.ndarray, float]:
+    """Soft fibroglandular map in [0, 1] covering ``fraction`` of the tissue, and the fraction actually reached."""
+    xs, dist, tissue = anatomy.xs, anatomy.dist, anatomy.tissue
+    depth_px = max(float(anatomy.x_skin.max()), 1.0)
+    field = _noise(rng, anatomy.shape, rng.uniform(2.6, 3.4), rng.uniform(1.3, 2.5), cutoff=0.1)
+    field += rng.uniform(0.8, 1.8) * np.clip(dist / (0.3 * depth_px), 0, 1) - 0.6 * np.exp(-xs / 25.0)
+    values = field[tissue]
+    k = min(int(round((1 - fraction) * values.size)), values.size - 1)
+    threshold = np.partition(values, k)[k]
+    fraction = float((values >= threshold).mean())
+    width = rng.uniform(0.15, 0.35) * values.std()
+    return (tissue * expit((field - threshold) / width)).astype(np.float32), fraction
+
+
+def _attenuation(rng: np.random.Generator, anatomy: _Anatomy, soft: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """X-ray attenuation of fat, dense tissue, texture and pectoral muscle; the thickness map and the contrast."""
+    xs, mask, x_pect = anatomy.xs, anatomy.mask, anatomy.x_pect
+    texture = _noise(rng, anatomy.shape, rng.uniform(1.9, 2.5), rng.uniform(1.0, 2.0), cutoff=0.3)
+    thick = 1 - np.exp(-anatomy.dist / rng.uniform(8, 20))
+    fat, contrast = rng.uniform(0.22, 0.38), rng.uniform(0.28, 0.45)
+    att = thick * (fat + contrast * soft * (1 + 0.3 * texture) + 0.025 * texture)
+    if x_pect is not None:
+        muscle = mask * expit((x_pect[:, None] - xs) / 1.5)
+        att = att * (1 - muscle) + muscle * thick * (fat + contrast * rng.uniform(0.9, 1.3) + 0.03 * texture)
+    return att, thick, contrast
+
+
+def _add_finding(
+    rng: np.random.Generator,
+    finding: dict[str, Any],
+    anatomy: _Anatomy,
+    att: np.ndarray,
+    thick: np.ndarray,
+    contrast: float,
+    soft: np.ndarray,
+) -> tuple[tuple[int, int], tuple[slice, slice, np.ndarray]]:
+    """Place the finding and add it to ``att`` in place; its centre and ``(rows, cols, patch)`` as added."""
+    shape_rng = np.random.default_rng(finding["shape_seed"])
+    is_mass = finding["kind"].endswith("mass")
+    patch = _mass_patch(finding, shape_rng) if is_mass else _calc_patch(finding, shape_rng)
+    extent = min(patch.shape[0] / 2 - 3, finding["radius"]) if is_mass else patch.shape[0] / 2 - 3
+    centre = _place(rng, anatomy.tissue, anatomy.dist, anatomy.rho, soft, extent, finding["depth"])
+    ys, xs, piece = _add_patch(att, patch, centre)
+    if is_mass:
+        att[ys, xs] += thick[ys, xs] * contrast * finding["strength"] * piece * (1 - 0.5 * soft[ys, xs])
+    else:
+        att[ys, xs] += finding["strength"] * piece * anatomy.mask[ys, xs]
+    return centre, (ys, xs, piece)
+
+
+def _display(rng: np.random.Generator, att: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Film response: exposure, gamma, window and grain; float32 in [0, 1]."""
+    gain = rng.uniform(0.3, 1.8)
+    y = (1 - np.exp(-gain * (rng.uniform(0.0, 0.08) + att))) / float(1 - np.exp(-gain))
+    y = np.exp(np.log(np.clip(y, 1e-6, 1)) * np.float32(rng.uniform(0.75, 1.35)))  # gamma
+    low, high = rng.uniform(-0.05, 0.03), rng.uniform(0.9, 1.15)
+    y = (y - low) / (high - low)
+    sigma = np.where(mask, rng.uniform(0.002, 0.008), rng.uniform(0.0, 0.0015)).astype(np.float32)
+    grain = rng.random((2, *att.shape), dtype=np.float32)  # triangular noise: as good as Gaussian here, cheaper
+    return np.clip(y + sigma * np.float32(np.sqrt(6)) * (grain[0] + grain[1] - 1), 0, 1).astype(np.float32)
+
+
+def _orient_and_burn(
+    rng: np.random.Generator, y: np.ndarray, mask: np.ndarray, centre: tuple[int, int], view: str, laterality: str
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[int, int, int, int] | None]:
+    """Mirror an R breast, sometimes add a bright film edge, burn in the view label (in place on the image)."""
+    w = y.shape[1]
+    if laterality == "R":
+        y, mask = np.ascontiguousarray(y[:, ::-1]), mask[:, ::-1]
+        centre = (centre[0], w - 1 - centre[1])
+    if rng.random() < 0.1:
+        band = int(rng.integers(3, 11))
+        edge = slice(w - band, w) if laterality == "L" else slice(0, band)
+        y[:, edge] = rng.uniform(0.6, 1.0)
+    text = f"{laterality} {view}" if rng.random() < 0.6 else f"{laterality}{view}"
+    return y, mask, centre, _burn_labels(y, mask, text, laterality, rng)
+
+
+def _encode(
+    rng: np.random.Generator, y: np.ndarray, tint: bool | None, bit_depth: int | None
+) -> tuple[np.ndarray, bool, int]:
+    """The stored image (8-bit grey, 12-in-16-bit grey or tinted 8-bit RGB), whether tinted, and its bit depth."""
+    tinted = bool(rng.random() < TINT_PROBABILITY) if tint is None else bool(tint)
+    wide = bool(rng.random() < UINT16_PROBABILITY)
+    depth_bits = (16 if wide else 8) if bit_depth is None else int(bit_depth)
+    if depth_bits not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    if tinted:
+        colour = np.clip(np.asarray(_TINTS[int(rng.integers(len(_TINTS)))]) + rng.uniform(-0.05, 0.05, 3), 0, 1)
+        image = np.round(y[..., None] * colour.astype(np.float32) * 255).astype(np.uint8)
+    elif depth_bits == 16:
+        image = np.round(y * 4095).astype(np.uint16) * np.uint16(16)  # 12-bit data in a 16-bit container
+    else:
+        image = np.round(y * 255).astype(np.uint8)
+    return image, tinted, depth_bits

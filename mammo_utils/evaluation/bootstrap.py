@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -77,7 +77,10 @@ def bootstrap_weights(codes: np.ndarray, n_boot: int = 1000, seed: int = 0) -> n
 
 
 def _as_dict(result: object) -> dict[str, float | np.ndarray]:
-    return dict(result) if isinstance(result, Mapping) else {"": result}
+    """A metric function's result as ``{name: value}``; a bare number or array is keyed ``""``."""
+    if isinstance(result, Mapping):
+        return dict(result)
+    return {"": cast("float | np.ndarray", result)}
 
 
 def _safe_call(fn: MetricFn, *args: object) -> dict[str, float]:

@@ -7,8 +7,8 @@ everything is numpy / pandas / scikit-learn.
 
 The threshold is chosen on the validation split (:func:`~mammo_utils.evaluation.metrics.choose_threshold`, Youden's J
 by default) and applied unchanged to test. Point estimates use scikit-learn (:mod:`mammo_utils.evaluation.metrics`);
-bootstrap replicates use the equivalent weighted numpy metrics of :mod:`mammo_utils.evaluation.bootstrap`. Tables and the JSON
-file are made by :mod:`mammo_utils.evaluation.tables`.
+bootstrap replicates use the equivalent weighted numpy metrics of :mod:`mammo_utils.evaluation.bootstrap`. Tables and
+the JSON file are made by :mod:`mammo_utils.evaluation.tables`.
 """
 
 from __future__ import annotations
@@ -143,20 +143,66 @@ def evaluate_predictions(
     majority_class_rate); ``calibration`` ({malignancy, density}: :func:`calibration.calibration_report`);
     ``subgroups`` and ``most_confident_mistakes`` (lists of rows); ``bootstrap`` (n_boot, seed, level, method, unit).
     """
-    y_val = malignancy_labels(val_preds)
-    if len(np.unique(y_val[np.isfinite(y_val)])) == 2:
-        threshold, rule = choose_threshold(y_val, val_preds[MALIGNANCY_PROB_COLUMN], threshold_rule), threshold_rule
-    else:
-        threshold, rule = 0.5, "fixed 0.5 (the validation split lacks benign or malignant cases)"
+    threshold, rule = _threshold(val_preds, threshold_rule)
     dens = density_metrics(density_labels(test_preds), test_preds[list(DENSITY_PROB_COLUMNS)])
     mal = malignancy_metrics(malignancy_labels(test_preds), test_preds[MALIGNANCY_PROB_COLUMN], threshold)
     half = malignancy_metrics(malignancy_labels(test_preds), test_preds[MALIGNANCY_PROB_COLUMN], 0.5)
     joint, joint_source = _joint_probs(test_preds)
+    points = _headline_points(test_preds, dens, mal, half, joint)
+    group = "patient_id" if "patient_id" in test_preds.columns else None
+    entries = _headline_entries(test_preds, points, threshold, n_boot, seed, group, alpha)
+    metrics = {
+        "data": _data(test_preds, val_preds, split),
+        "density": _density_section(entries, dens),
+        "malignancy": _malignancy_section(entries, mal, half, threshold, rule),
+        "joint_accuracy": _joint_section(test_preds, entries, joint_source),
+        "calibration": _calibration(test_preds, val_preds, n_bins),
+        "subgroups": subgroup_table(test_preds, subgroups, threshold).to_dict("records"),
+        "most_confident_mistakes": most_confident_mistakes(test_preds, k_mistakes, threshold).to_dict("records"),
+        "bootstrap": {
+            "n_boot": n_boot,
+            "seed": seed,
+            "level": 1 - alpha,
+            "method": "percentile",
+            "unit": "patient" if group else "image",
+        },
+    }
+    return to_jsonable(metrics)
+
+
+def _threshold(val_preds: pd.DataFrame, threshold_rule: str) -> tuple[float, str]:
+    """The malignancy threshold chosen on validation, and the rule; 0.5 when validation lacks a class."""
+    y_val = malignancy_labels(val_preds)
+    if len(np.unique(y_val[np.isfinite(y_val)])) == 2:
+        return choose_threshold(y_val, val_preds[MALIGNANCY_PROB_COLUMN], threshold_rule), threshold_rule
+    return 0.5, "fixed 0.5 (the validation split lacks benign or malignant cases)"
+
+
+def _headline_points(
+    test_preds: pd.DataFrame,
+    dens: dict[str, Any],
+    mal: dict[str, Any],
+    half: dict[str, Any],
+    joint: np.ndarray,
+) -> dict[str, float]:
+    """The point estimate of every headline metric, keyed ``"density.accuracy"`` etc."""
     points = {f"density.{k}": dens[k] for k in ("accuracy", "kappa_quadratic", "kappa_linear", "dense_accuracy")}
     points |= {f"malignancy.{k}": mal[k] for k in ("roc_auc", "pr_auc", "sensitivity", "specificity")}
     points |= {f"malignancy.{k}_at_0.5": half[k] for k in ("sensitivity", "specificity")}
     points["joint_accuracy"] = joint_accuracy(density_labels(test_preds), malignancy_labels(test_preds), joint)
-    group = "patient_id" if "patient_id" in test_preds.columns else None
+    return points
+
+
+def _headline_entries(
+    test_preds: pd.DataFrame,
+    points: dict[str, float],
+    threshold: float,
+    n_boot: int,
+    seed: int,
+    group: str | None,
+    alpha: float,
+) -> dict[str, dict[str, Any]]:
+    """Each headline point with its bootstrap percentile interval: ``{value, ci_low, ci_high, n_boot_used, ...}``."""
     replicates = boot.bootstrap_replicates(
         test_preds, _headline_replicates(test_preds, threshold), n_boot, seed, group, vectorized=True
     )
@@ -170,38 +216,40 @@ def evaluate_predictions(
             "n_boot_used": ci.n_used,
             "ci_widened": ci.widened,
         }
+    return entries
+
+
+def _section(entries: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The headline entries whose name starts with ``prefix + "."``, keyed without the prefix."""
+    return {k.split(".", 1)[1]: v for k, v in entries.items() if k.startswith(prefix + ".")}
+
+
+def _density_section(entries: dict[str, dict[str, Any]], dens: dict[str, Any]) -> dict[str, Any]:
+    return _section(entries, "density") | {
+        "n": dens["n"],
+        "majority_class_rate": dens["majority_class_rate"],
+        "labels": list(DENSITY_CLASSES),
+        "confusion_matrix": dens["confusion_matrix"],
+    }
+
+
+def _malignancy_section(
+    entries: dict[str, dict[str, Any]], mal: dict[str, Any], half: dict[str, Any], threshold: float, rule: str
+) -> dict[str, Any]:
+    counts = ("n", "n_malignant", "prevalence", "brier", "accuracy", "ppv", "npv", "confusion_matrix")
+    return (
+        _section(entries, "malignancy")
+        | {"threshold": {"value": threshold, "chosen_on": "val", "rule": rule}}
+        | {k: mal[k] for k in counts}
+        | {"confusion_matrix_at_0.5": half["confusion_matrix"], "ppv_at_0.5": half["ppv"], "npv_at_0.5": half["npv"]}
+    )
+
+
+def _joint_section(
+    test_preds: pd.DataFrame, entries: dict[str, dict[str, Any]], joint_source: str
+) -> dict[str, Any]:
+    """The joint accuracy entry with its n, where the joint probabilities came from and the majority-class rate."""
     y_joint = density_labels(test_preds) * 2 + malignancy_labels(test_preds) - 2
     y_joint = y_joint[np.isfinite(y_joint)]
-    metrics = {
-        "data": _data(test_preds, val_preds, split),
-        "density": {k.split(".", 1)[1]: v for k, v in entries.items() if k.startswith("density.")}
-        | {
-            "n": dens["n"],
-            "majority_class_rate": dens["majority_class_rate"],
-            "labels": list(DENSITY_CLASSES),
-            "confusion_matrix": dens["confusion_matrix"],
-        },
-        "malignancy": {k.split(".", 1)[1]: v for k, v in entries.items() if k.startswith("malignancy.")}
-        | {"threshold": {"value": threshold, "chosen_on": "val", "rule": rule}}
-        | {k: mal[k] for k in ("n", "n_malignant", "prevalence", "brier", "accuracy", "ppv", "npv", "confusion_matrix")}
-        | {"confusion_matrix_at_0.5": half["confusion_matrix"], "ppv_at_0.5": half["ppv"], "npv_at_0.5": half["npv"]},
-        "joint_accuracy": entries["joint_accuracy"]
-        | {
-            "n": len(y_joint),
-            "joint_probs": joint_source,
-            "majority_class_rate": float(np.unique(y_joint, return_counts=True)[1].max() / len(y_joint))
-            if len(y_joint)
-            else math.nan,
-        },
-        "calibration": _calibration(test_preds, val_preds, n_bins),
-        "subgroups": subgroup_table(test_preds, subgroups, threshold).to_dict("records"),
-        "most_confident_mistakes": most_confident_mistakes(test_preds, k_mistakes, threshold).to_dict("records"),
-        "bootstrap": {
-            "n_boot": n_boot,
-            "seed": seed,
-            "level": 1 - alpha,
-            "method": "percentile",
-            "unit": "patient" if group else "image",
-        },
-    }
-    return to_jsonable(metrics)
+    majority = float(np.unique(y_joint, return_counts=True)[1].max() / len(y_joint)) if len(y_joint) else math.nan
+    return entries["joint_accuracy"] | {"n": len(y_joint), "joint_probs": joint_source, "majority_class_rate": majority}

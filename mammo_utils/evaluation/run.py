@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_utils.datasets.schema import make_manifest
+from mammo_utils.evaluation.localization import attach_findings
 from mammo_utils.evaluation.predictions import predictions_frame
 from mammo_utils.evaluation.report import evaluate_predictions
 from mammo_utils.evaluation.tables import write_metrics_json
@@ -35,6 +36,57 @@ class RunEvaluation:
     val: pd.DataFrame
     test: pd.DataFrame
     cached: CachedImages
+
+
+@dataclass
+class CachedMaps:
+    """Grad-CAM maps of cached images (see :func:`gradcam_cached`).
+
+    Attributes
+    ----------
+    images : np.ndarray
+        float32 ``(N, H, W)`` standardized images.
+    cams : np.ndarray
+        float32 ``(N, H, W)`` maps in [0, 1], zero outside each image's breast content.
+    records : pandas.DataFrame
+        The rows with their standardization records and findings (NaN where none), as
+        :func:`~mammo_utils.evaluation.localization.gradcam_localization` takes them.
+    """
+
+    images: np.ndarray
+    cams: np.ndarray
+    records: pd.DataFrame
+
+
+def gradcam_cached(
+    model: Any, cached: CachedImages, rows: pd.DataFrame, head: str = "malignancy", batch_size: int = 16
+) -> CachedMaps:
+    """Grad-CAM maps of one head for cached images, kept to the breast content, with the images' records.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model of :mod:`mammo_utils.models.networks`.
+    cached : CachedImages
+        The image cache holding ``rows`` (e.g. :attr:`RunEvaluation.cached`); its manifest supplies the findings.
+    rows : pandas.DataFrame
+        Rows with ``image_path`` (e.g. of a predictions table).
+    head : str
+        ``"malignancy"`` or ``"density"``.
+    batch_size : int
+        Images per Grad-CAM pass.
+    """
+    from mammo_utils.inference.gradcam import GradCAM
+    from mammo_utils.inference.overlays import mask_to_content
+
+    if rows.empty:
+        raise ValueError("no rows to map: give at least one cached image")
+    images = cached.images(rows)[..., 0]
+    records = cached.standardization(attach_findings(rows, cached.manifest))
+    raw = GradCAM(model)(images, heads=(head,), batch_size=batch_size).cams[head]
+    shapes = zip(records["content_height"], records["content_width"], strict=True)
+    cams = np.stack([mask_to_content(c, (int(h), int(w))) for c, (h, w) in zip(raw, shapes, strict=True)])
+    return CachedMaps(images, cams.astype(np.float32), records)
 
 
 def read_split(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
@@ -75,7 +127,8 @@ def evaluate_run(
     batch_size
         Images per prediction batch.
     threshold_rule
-        How the malignancy threshold is chosen on the validation split (see :func:`~mammo_utils.evaluation.metrics.choose_threshold`).
+        How the malignancy threshold is chosen on the validation split
+        (see :func:`~mammo_utils.evaluation.metrics.choose_threshold`).
 
     Returns
     -------

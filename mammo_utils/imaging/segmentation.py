@@ -218,66 +218,113 @@ def segment(
     -------
     Segmentation
     """
-    big, small = max(img.shape), min(img.shape)
-    f = max(1, min(int(np.ceil(big / max(8, working_size))), small))
-    work = block_mean(img, f, f)
-    h, w = work.shape
-    smooth = ndi.gaussian_filter(work, 1.0) if min(h, w) >= 8 else work
+    factor, work, smooth = _working_grid(img, working_size)
+    full = np.ones(work.shape, dtype=bool)
+    no_breast = Segmentation(factor, work, ~full, full, False, 0, _side_hint(work, full, laterality))
     t = _threshold(smooth) if threshold is None else float(threshold)
-    empty = np.zeros((h, w), dtype=bool)
-    full = np.ones((h, w), dtype=bool)
     if t is None:
-        return Segmentation(f, work, empty, full, False, 0, _side_hint(work, full, laterality))
+        return no_breast
     raw = smooth > t
     if raw.all() or not raw.any():
-        return Segmentation(f, work, empty, full, False, 0, _side_hint(work, full, laterality))
+        return no_breast
     dark, bright = float(np.median(smooth[~raw])), float(np.median(smooth[raw]))
     if raw.mean() > 0.98 or (threshold is None and dark > 0.5 * bright):
         # no dark background: the breast fills the frame
-        return Segmentation(f, work, full, full, True, 0, _side_hint(work, full, laterality))
-    bands = (
-        _strip_depth(raw.mean(axis=1), h),
-        _strip_depth(raw.mean(axis=1)[::-1], h),
-        _strip_depth(raw.mean(axis=0), w),
-        _strip_depth(raw.mean(axis=0)[::-1], w),
-    )
-    fg = raw
-    if min(h, w) >= 32:  # break thin bridges (before stripping, so that band edges do not erode corners)
-        fg = ndi.binary_opening(fg, structure=ndi.generate_binary_structure(2, 1), iterations=2)
-    fg = fg.copy()
-    fg[: bands[0]], fg[h - bands[1] :], fg[:, : bands[2]], fg[:, w - bands[3] :] = False, False, False, False
+        return Segmentation(factor, work, full, full, True, 0, no_breast.breast_left)
+    bands = _frame_bands(raw)
+    fg = _foreground(raw, bands)
     comp = _select(fg, bands)
     if comp is None:
-        return Segmentation(f, work, empty, full, False, 0, _side_hint(work, full, laterality))
-    # hysteresis: grow the breast into its faint periphery (skin line, nipple) at a lower threshold
+        return no_breast
+    comp = _grow(comp, smooth, raw, dark, t, bands)
+    mask = _fill_holes(_extend(_fill_holes(comp), bands, raw.mean(axis=1)))
+    keep = _kept_region(mask, bands, margin)
+    return Segmentation(
+        factor, work, mask, keep, True, _count_labels(fg & ~keep), _chest_wall_left(work, mask, laterality)
+    )
+
+
+def _working_grid(img: np.ndarray, working_size: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Block factor, block-mean working image (long side about ``working_size``) and its smoothed copy."""
+    big, small = max(img.shape), min(img.shape)
+    factor = max(1, min(int(np.ceil(big / max(8, working_size))), small))
+    work = block_mean(img, factor, factor)
+    smooth = ndi.gaussian_filter(work, 1.0) if min(work.shape) >= 8 else work
+    return factor, work, smooth
+
+
+def _frame_bands(raw: np.ndarray) -> tuple[int, int, int, int]:
+    """Depth of the frame band stripped along the top, bottom, left and right edges."""
+    h, w = raw.shape
+    rows, cols = raw.mean(axis=1), raw.mean(axis=0)
+    return _strip_depth(rows, h), _strip_depth(rows[::-1], h), _strip_depth(cols, w), _strip_depth(cols[::-1], w)
+
+
+def _clear_bands(image: np.ndarray, bands: tuple[int, int, int, int]) -> None:
+    """Set the stripped edge bands of a boolean image to False, in place."""
+    h, w = image.shape
+    image[: bands[0]], image[h - bands[1] :], image[:, : bands[2]], image[:, w - bands[3] :] = (
+        False,
+        False,
+        False,
+        False,
+    )
+
+
+def _foreground(raw: np.ndarray, bands: tuple[int, int, int, int]) -> np.ndarray:
+    """Thresholded image with thin bridges broken and the frame bands stripped."""
+    fg = raw
+    if min(raw.shape) >= 32:  # break thin bridges (before stripping, so that band edges do not erode corners)
+        fg = ndi.binary_opening(fg, structure=ndi.generate_binary_structure(2, 1), iterations=2)
+    fg = fg.copy()
+    _clear_bands(fg, bands)
+    return fg
+
+
+def _grow(
+    comp: np.ndarray, smooth: np.ndarray, raw: np.ndarray, dark: float, t: float, bands: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Hysteresis: grow the breast into its faint periphery (skin line, nipple) at a lower threshold."""
+    h, w = comp.shape
     bg = smooth[~raw]
     noise = 1.4826 * float(np.median(np.abs(bg - dark)))
     low = smooth > max(dark + _LOW_FRAC * (t - dark), dark + 5.0 * noise)
-    low[: bands[0]], low[h - bands[1] :], low[:, : bands[2]], low[:, w - bands[3] :] = False, False, False, False
+    _clear_bands(low, bands)
     near = ndi.distance_transform_cdt(~comp, metric="chessboard") <= _GROW_FRAC * max(h, w)
     grown, _ = ndi.label((low & ~raw & near) | comp)  # only through faint pixels: labels stay out
-    comp = np.isin(grown, np.unique(grown[comp]))
-    mask = _fill_holes(_extend(_fill_holes(comp), bands, raw.mean(axis=1)))
+    return np.isin(grown, np.unique(grown[comp]))
+
+
+def _kept_region(mask: np.ndarray, bands: tuple[int, int, int, int], margin: float) -> np.ndarray:
+    """The mask dilated by ``margin`` (fraction of the long side), not reaching into stripped frame bands."""
+    h, w = mask.shape
     r = max(1, int(round(margin * max(h, w))))
     keep = ndi.distance_transform_cdt(~mask, metric="taxicab") <= r
     inner = np.zeros_like(mask)
     inner[bands[0] : h - bands[1], bands[2] : w - bands[3]] = True
-    keep &= mask | inner  # the margin does not reach into stripped frame bands
-    lab, _ = ndi.label(fg & ~keep)
+    return keep & (mask | inner)
+
+
+def _count_labels(outside: np.ndarray) -> int:
+    """Bright blobs off the breast; thin frame remnants along the edges are not counted."""
+    h, w = outside.shape
+    lab, _ = ndi.label(outside)
     areas = np.bincount(lab.ravel())
-    labels = sum(  # bright blobs off the breast; thin frame remnants along the edges are not counted
+    return sum(
         1
         for i, sl in enumerate(ndi.find_objects(lab), start=1)
         if areas[i] >= max(4, _MIN_LABEL_FRAC * h * w)
         and min(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) >= max(2, 0.015 * min(h, w))
     )
+
+
+def _chest_wall_left(work: np.ndarray, mask: np.ndarray, laterality: str | None) -> bool:
+    """True if the chest wall is on the left: the edge the mask touches clearly more, else :func:`_side_hint`."""
     contact_l = int(np.count_nonzero(mask[:, 0]))
     contact_r = int(np.count_nonzero(mask[:, -1]))
     if max(contact_l, contact_r) > 0 and abs(contact_l - contact_r) > 0.1 * max(contact_l, contact_r):
-        left_side = contact_l > contact_r
-    else:
-        left_side = _side_hint(work, mask, laterality)
-    return Segmentation(f, work, mask, keep, True, labels, left_side)
+        return contact_l > contact_r
+    return _side_hint(work, mask, laterality)
 
 
 def _side_hint(work: np.ndarray, region: np.ndarray, laterality: str | None) -> bool:

@@ -34,8 +34,8 @@ Maps
 Standard Grad-CAM: weights = spatial mean of the gradients, map = ReLU(sum_k w_k A_k), bilinearly upsampled
 (``tf.image.resize``, half-pixel centres) to the model's input grid, i.e. the 224×224 grid of
 :attr:`mammo_utils.imaging.standardize.Standardized.image`, and divided by its maximum per image (an all-zero map
-stays zero; no NaN). :func:`~mammo_utils.inference.overlays.mask_to_content` zeroes the padding around the breast content;
-:mod:`mammo_utils.inference.overlays` blends and draws the maps.
+stays zero; no NaN). :func:`~mammo_utils.inference.overlays.mask_to_content` zeroes the padding around the breast
+content; :mod:`mammo_utils.inference.overlays` blends and draws the maps.
 """
 
 from __future__ import annotations
@@ -110,6 +110,29 @@ def _logits(tensor: tf.Tensor, layer: keras.layers.Layer | None, activation: str
     if p.shape[-1] == 1:  # a lone probability: log-odds
         return tf.math.log(p) - tf.math.log1p(-p)
     return tf.math.log(p)
+
+
+def _check_call(heads: Sequence[str], malignancy_target: str, batch_size: int) -> tuple[str, ...]:
+    """The requested heads in :data:`HEADS` order; a clear ``ValueError`` for bad arguments."""
+    wanted = tuple(head for head in HEADS if head in heads)
+    unknown = set(heads) - set(HEADS)
+    if unknown or not wanted:
+        raise ValueError(f"heads must be a non-empty subset of {HEADS}, got {tuple(heads)}")
+    if malignancy_target not in ("malignant", "benign"):
+        raise ValueError(f"malignancy_target must be 'malignant' or 'benign', got {malignancy_target!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return wanted
+
+
+def _density_classes(density_class: int | Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
+    """int32 ``(n,)`` class indices to explain; -1 means "the predicted class" (``density_class=None``)."""
+    if density_class is None:
+        return np.full(n, -1, dtype=np.int32)
+    classes = np.broadcast_to(np.asarray(density_class, dtype=np.int32), (n,)).copy()
+    if np.any((classes < 0) | (classes >= _N_DENSITY)):
+        raise ValueError(f"density_class must be in 0..3 (BI-RADS density - 1), got {density_class!r}")
+    return classes
 
 
 class GradCAM:
@@ -286,37 +309,12 @@ class GradCAM:
         -------
         GradCAMResult
         """
-        wanted = tuple(head for head in HEADS if head in heads)
-        unknown = set(heads) - set(HEADS)
-        if unknown or not wanted:
-            raise ValueError(f"heads must be a non-empty subset of {HEADS}, got {tuple(heads)}")
-        if malignancy_target not in ("malignant", "benign"):
-            raise ValueError(f"malignancy_target must be 'malignant' or 'benign', got {malignancy_target!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        wanted = _check_call(heads, malignancy_target, batch_size)
         batch = self._as_batch(images)
-        n = len(batch)
-        classes = (
-            np.full(n, -1, dtype=np.int32)
-            if density_class is None
-            else np.broadcast_to(np.asarray(density_class, dtype=np.int32), (n,)).copy()
-        )
-        if np.any((classes < -1) | (classes >= _N_DENSITY)) or (density_class is not None and np.any(classes < 0)):
-            raise ValueError(f"density_class must be in 0..3 (BI-RADS density - 1), got {density_class!r}")
+        classes = _density_classes(density_class, len(batch))
         if wanted not in self._functions:
             self._functions[wanted] = self._build_function(wanted)
-        run = self._functions[wanted]
-        sign = tf.constant(1.0 if malignancy_target == "malignant" else -1.0, tf.float32)
-        parts = [
-            {
-                key: value.numpy()
-                for key, value in run(
-                    tf.constant(batch[i : i + batch_size]), tf.constant(classes[i : i + batch_size]), sign
-                ).items()
-            }
-            for i in range(0, max(n, 1), batch_size)
-        ]
-        merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        merged = self._run_batches(wanted, batch, classes, malignancy_target, batch_size)
         return GradCAMResult(
             cams={head: merged[f"cam_{head}"].astype(np.float32) for head in wanted},
             density_probs=merged["density_probs"].astype(np.float32),
@@ -327,6 +325,23 @@ class GradCAM:
             density_logits=merged["density_logits"].astype(np.float32),
             malignancy_logit=merged["malignancy_logit"].astype(np.float32),
         )
+
+    def _run_batches(
+        self, wanted: tuple[str, ...], batch: np.ndarray, classes: np.ndarray, malignancy_target: str, batch_size: int
+    ) -> dict[str, np.ndarray]:
+        """Run the traced function for ``wanted`` batch by batch and concatenate its outputs per key."""
+        run = self._functions[wanted]
+        sign = tf.constant(1.0 if malignancy_target == "malignant" else -1.0, tf.float32)
+        parts = [
+            {
+                key: value.numpy()
+                for key, value in run(
+                    tf.constant(batch[i : i + batch_size]), tf.constant(classes[i : i + batch_size]), sign
+                ).items()
+            }
+            for i in range(0, max(len(batch), 1), batch_size)
+        ]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     def warmup(self, heads: Sequence[str] = HEADS) -> None:
         """Trace and run the graph once on a blank image, so the first real call is fast."""

@@ -1,9 +1,9 @@
 """Grad-CAM maps on the standardized image: keep them to the breast content, blend and draw them.
 
-:func:`mask_to_content` zeroes a map outside the breast content that :func:`~mammo_utils.imaging.standardize.standardize`
-placed in the padded image; :func:`overlay` blends a grey image with a colour-mapped map; :func:`plot_overlay` and
-:func:`gradcam_gallery` draw them with Matplotlib. The maps come from :class:`mammo_utils.inference.gradcam.GradCAM`;
-nothing here needs TensorFlow.
+:func:`mask_to_content` zeroes a map outside the breast content that
+:func:`~mammo_utils.imaging.standardize.standardize` placed in the padded image; :func:`overlay` blends a grey image
+with a colour-mapped map; :func:`plot_overlay` and :func:`gradcam_gallery` draw them with Matplotlib. The maps come from
+:class:`mammo_utils.inference.gradcam.GradCAM`; nothing here needs TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, patches
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-__all__ = ["gradcam_gallery", "mask_to_content", "overlay", "plot_overlay"]
+__all__ = ["CircleSpec", "gradcam_gallery", "mask_to_content", "overlay", "plot_overlay"]
+
+CircleSpec = tuple[float, float, float]  # (row, column, radius) in image pixels
 
 
 def _content_box(shape: tuple[int, int], content_shape: Any) -> tuple[int, int, int, int]:
@@ -93,10 +95,17 @@ def plot_overlay(
     alpha: float = 0.4,
     cmap: str = "jet",
     colorbar: bool = False,
+    circle: CircleSpec | None = None,
 ) -> Axes:
-    """Draw :func:`overlay` on ``ax`` (axes off), with an optional title and colour bar of the map scale."""
+    """Draw :func:`overlay` on ``ax`` (axes off), with an optional title and colour bar of the map scale.
+
+    ``circle`` ``(row, column, radius)`` in image pixels (e.g. a known finding) is outlined in white.
+    """
     ax.imshow(overlay(image, cam, alpha=alpha, cmap=cmap), interpolation="bilinear")
     ax.set_axis_off()
+    if circle is not None:
+        y, x, radius = (float(v) for v in circle)
+        ax.add_patch(patches.Circle((x, y), radius, fill=False, edgecolor="white", linewidth=1.2, linestyle="--"))
     if title:
         ax.set_title(title, fontsize=9)
     if colorbar:
@@ -113,23 +122,28 @@ def gradcam_gallery(
     alpha: float = 0.4,
     cmap: str = "jet",
     suptitle: str | None = None,
+    circles: Sequence[CircleSpec | None] | None = None,
 ) -> Figure:
     """A grid of Grad-CAM overlays, one per image with its title, and one shared colour bar.
 
     ``images`` and ``cams`` are equally long, each pair on one (H, W) grid; ``titles`` one per image (e.g.
     "true c / pred d, p(malig)=0.81"); ``alpha`` and ``cmap`` go to :func:`overlay`; ``suptitle`` titles the figure.
+    ``circles``: one ``(row, column, radius)`` or None per image, outlined on it (see :func:`plot_overlay`).
     """
     n = len(images)
     titles = list(titles) if titles is not None else [""] * n
     if n == 0 or len(cams) != n or len(titles) != n:
         raise ValueError(f"need equally many (>0) images, cams and titles; got {n}, {len(cams)}, {len(titles)}")
+    circles = list(circles) if circles is not None else [None] * n
+    if len(circles) != n:
+        raise ValueError(f"need one circle (or None) per image; got {len(circles)} for {n} images")
     if ncols < 1:
         raise ValueError(f"ncols must be >= 1, got {ncols}")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.6, 2.8 * nrows), squeeze=False)
-    for ax, image, cam, title in zip(axes.flat, images, cams, titles):
-        plot_overlay(ax, image, cam, title=title, alpha=alpha, cmap=cmap)
+    for ax, image, cam, title, circle in zip(axes.flat[:n], images, cams, titles, circles, strict=True):
+        plot_overlay(ax, image, cam, title=title, alpha=alpha, cmap=cmap, circle=circle)
     for ax in axes.flat[n:]:
         ax.set_axis_off()
     fig.colorbar(

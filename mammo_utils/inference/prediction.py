@@ -98,7 +98,9 @@ class Prediction:
             "density_letter": self.density_letter,
             "density_name": self.density_name,
         }
-        record |= {f"p_density_{k}": round(p, 6) for k, p in zip(DENSITY_LETTERS.values(), self.density_probs)}
+        record |= {
+            f"p_density_{k}": round(p, 6) for k, p in zip(DENSITY_LETTERS.values(), self.density_probs, strict=True)
+        }
         record |= {
             "malignancy_prob": round(self.malignancy_prob, 6),
             "malignancy_prob_raw": round(self.malignancy_prob_raw, 6),

@@ -1,10 +1,10 @@
 """Single-image inference: load a trained model once, then read → standardize → model + Grad-CAM per image.
 
-:class:`Predictor` wraps one saved model (normally a run directory from :func:`mammo_utils.training.train.train`).
-Each :meth:`Predictor.predict` call reads the file or bytes (:func:`~mammo_utils.imaging.io.read_mammogram`),
-standardizes it (:func:`~mammo_utils.imaging.standardize.standardize`) and runs :class:`~mammo_utils.inference.gradcam.GradCAM`,
-whose single forward pass gives both the predictions and the maps, so the model runs once per image. The answer is
-a :class:`~mammo_utils.inference.prediction.Prediction`; :meth:`Predictor.predict_many` returns a
+:class:`Predictor` wraps one saved model (normally a run directory from :func:`mammo_utils.training.train.train`). Each
+:meth:`Predictor.predict` call reads the file or bytes (:func:`~mammo_utils.imaging.io.read_mammogram`), standardizes it
+(:func:`~mammo_utils.imaging.standardize.standardize`) and runs :class:`~mammo_utils.inference.gradcam.GradCAM`, whose
+single forward pass gives both the predictions and the maps, so the model runs once per image. The answer is a
+:class:`~mammo_utils.inference.prediction.Prediction`; :meth:`Predictor.predict_many` returns a
 :class:`~mammo_utils.inference.prediction.BatchResult`.
 
 Calibration and decision
@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,10 @@ from mammo_utils.labels import DENSITY_LETTERS, DENSITY_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
+
+    from mammo_utils.imaging.mammogram import Mammogram
+    from mammo_utils.imaging.standardize import Standardized
+    from mammo_utils.inference.gradcam import GradCAMResult
 
 __all__ = ["Predictor"]
 
@@ -227,25 +231,31 @@ class Predictor:
         MammogramReadError
             The input cannot be read as a mammogram; the message says why.
         """
-        start = time.perf_counter()
+        clock = [time.perf_counter()]
         mammogram = read_mammogram(source, filename=filename)
-        decoded = time.perf_counter()
+        clock.append(time.perf_counter())
         std = standardize(mammogram, size=self.image_size)
-        standardized = time.perf_counter()
+        clock.append(time.perf_counter())
         result = self.gradcam(std.image)
-        modelled = time.perf_counter()
+        clock.append(time.perf_counter())
+        name = mammogram.filename or (str(source) if isinstance(source, (str, os.PathLike)) else "<bytes>")
+        return self._prediction(name, mammogram, std, result, clock)
+
+    def _malignancy(self, result: GradCAMResult) -> tuple[float, float]:
+        """``(raw, reported)`` malignancy probability of image 0: reported is temperature-scaled when calibrated."""
+        raw = float(result.malignancy_prob[0])
+        logit_ = float(result.malignancy_logit[0]) if result.malignancy_logit is not None else _logit(raw)
+        return raw, raw if self.temperature is None else float(expit(logit_ / self.temperature))
+
+    def _prediction(
+        self, name: str, mammogram: Mammogram, std: Standardized, result: GradCAMResult, clock: list[float]
+    ) -> Prediction:
+        """Assemble the :class:`Prediction` of image 0 of ``result``; ``clock`` holds the start and stage ends."""
         from mammo_utils.inference.overlays import mask_to_content
 
         probs = tuple(float(p) for p in result.density_probs[0])
         density = int(np.argmax(probs)) + 1
-        raw = float(result.malignancy_prob[0])
-        logit_ = float(result.malignancy_logit[0]) if result.malignancy_logit is not None else _logit(raw)
-        prob = raw if self.temperature is None else float(expit(logit_ / self.temperature))
-        name = mammogram.filename or (str(source) if isinstance(source, (str, os.PathLike)) else "<bytes>")
-        warnings = tuple(mammogram.warnings) + (
-            () if std.found_breast else ("no breast found: the whole image was used; check that this is a mammogram",)
-        )
-        finished = time.perf_counter()
+        raw, prob = self._malignancy(result)
         return Prediction(
             source=name,
             density=density,
@@ -269,14 +279,9 @@ class Predictor:
             source_format=mammogram.source_format,
             laterality=mammogram.laterality,
             view=mammogram.view,
-            warnings=warnings,
+            warnings=_warnings(mammogram, std),
             model_version=self.version,
-            timings={
-                "decode": decoded - start,
-                "standardize": standardized - decoded,
-                "model_gradcam": modelled - standardized,
-                "total": finished - start,
-            },
+            timings=_timings(clock + [time.perf_counter()]),
             joint_probs=None if result.joint_probs is None else tuple(float(p) for p in result.joint_probs[0]),
         )
 
@@ -313,3 +318,21 @@ class Predictor:
             prediction = replace(prediction, source=str(path))
             batch.predictions.append(prediction if keep_arrays else prediction.without_arrays())
         return batch
+
+
+def _warnings(mammogram: Mammogram, std: Standardized) -> tuple[str, ...]:
+    """The reader's warnings, plus one when standardization found no breast."""
+    if std.found_breast:
+        return tuple(mammogram.warnings)
+    return (*mammogram.warnings, "no breast found: the whole image was used; check that this is a mammogram")
+
+
+def _timings(clock: Sequence[float]) -> dict[str, float]:
+    """Seconds per stage from ``(start, decoded, standardized, modelled, finished)`` clock readings."""
+    start, decoded, standardized, modelled, finished = clock
+    return {
+        "decode": decoded - start,
+        "standardize": standardized - decoded,
+        "model_gradcam": modelled - standardized,
+        "total": finished - start,
+    }

@@ -1,24 +1,49 @@
-"""Tests for mammo_utils.app.notebook: the fast switch (argument or MAMMO_FAST), seeding, and the figure defaults."""
+"""Tests for mammo_utils.app.notebook: the fast switch (argument or MAMMO_FAST), seeding, the figure defaults, and
+the quiet output (no progress bars, no TensorFlow warnings)."""
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import logging
 import random
 from collections.abc import Iterator
 
 import matplotlib as mpl
 import numpy as np
 import pytest
+import tqdm.auto
+import tqdm.notebook
+import tqdm.std
 
 from mammo_utils.app import notebook
-from mammo_utils.app.notebook import FAST_ENV, FIGURE_DPI, INLINE_DPI, NotebookSetup, setup
+from mammo_utils.app.notebook import (
+    FAST_ENV,
+    FIGURE_DPI,
+    INLINE_DPI,
+    TENSORFLOW_LOGGER,
+    NotebookSetup,
+    progress_bars,
+    setup,
+)
 
 
 @pytest.fixture(autouse=True)
-def restore_rcparams() -> Iterator[None]:
-    """setup() changes matplotlib's global settings: put them back after each test."""
+def restore_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """setup() changes matplotlib's settings, tqdm's constructor and TensorFlow's logger: put them back."""
+    monkeypatch.setattr(tqdm.std.tqdm, "__init__", vars(tqdm.std.tqdm)["__init__"])
+    tensorflow_logger = logging.getLogger(TENSORFLOW_LOGGER)
+    monkeypatch.setattr(tensorflow_logger, "level", tensorflow_logger.level)
     with mpl.rc_context():
         yield
+
+
+def _drawn(**kwargs: object) -> str:
+    """What a text bar over three items writes."""
+    out = io.StringIO()
+    for _ in tqdm.auto.tqdm(range(3), file=out, mininterval=0, **kwargs):  # type: ignore[call-overload]
+        pass
+    return out.getvalue()
 
 
 @pytest.fixture
@@ -85,3 +110,35 @@ def test_sets_modest_figure_resolutions(no_fast_env: None) -> None:
     assert mpl.rcParams["savefig.bbox"] == "tight"
     assert 50 <= INLINE_DPI <= FIGURE_DPI <= 150  # committed notebooks and figures stay small
     assert notebook.FAST_ENV == "MAMMO_FAST"
+
+
+def test_switches_progress_bars_off_even_when_a_caller_asks_for_one(no_fast_env: None) -> None:
+    assert "3/3" in _drawn(disable=False)
+    setup()
+    assert _drawn() == ""
+    assert _drawn(disable=False) == ""  # e.g. build_cache(progress=True) inside train()
+    widget_bar = tqdm.notebook.tqdm(range(3), disable=False)  # what tqdm.auto gives in a Jupyter kernel
+    assert widget_bar.disable and not hasattr(widget_bar, "container")  # no widget was displayed
+    assert list(widget_bar) == [0, 1, 2]  # the iteration itself is untouched
+    with tqdm.auto.tqdm(total=5, disable=False) as bar:
+        bar.update(5)  # code that drives a bar by hand still runs
+
+
+def test_progress_true_keeps_the_bars(no_fast_env: None) -> None:
+    original = vars(tqdm.std.tqdm)["__init__"]
+    setup(progress=True)
+    assert "3/3" in _drawn(disable=False)
+    setup()
+    setup()  # twice off, then on: tqdm's own constructor is back, not a wrapper of a wrapper
+    progress_bars(True)
+    assert vars(tqdm.std.tqdm)["__init__"] is original
+    assert "3/3" in _drawn()
+    assert _drawn(disable=True) == ""
+
+
+def test_silences_tensorflow_python_warnings_but_not_errors(no_fast_env: None) -> None:
+    logger = logging.getLogger(TENSORFLOW_LOGGER)
+    logger.setLevel(logging.NOTSET)
+    setup()
+    assert not logger.isEnabledFor(logging.WARNING)  # e.g. "5 out of the last 13 calls ... triggered retracing"
+    assert logger.isEnabledFor(logging.ERROR)

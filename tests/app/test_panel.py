@@ -1,4 +1,4 @@
-"""Tests for mammo_utils.app.panel: the upload handler with real file bytes, the HTML, and the panel's wiring (headless)."""
+"""Tests for mammo_utils.app.panel: the upload handler with real file bytes, the HTML, the panel's wiring (headless)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Tests for mammo_utils.datasets.figures: save_figure and the data-notebook figures (class balance, image grid, intensity
-histograms, standardization grid). The images are small synthetic phantoms written to a temporary folder."""
+"""Tests for mammo_utils.datasets.figures: save_figure and the data-notebook figures (class balance, image grid,
+intensity histograms, standardization grid and steps).
+
+The images are small synthetic phantoms written to a temporary folder.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ from PIL import Image
 
 from mammo_utils.datasets import figures as plots
 from mammo_utils.datasets.schema import make_manifest
+from mammo_utils.imaging.io import read_mammogram
+from mammo_utils.imaging.mammogram import Mammogram
+from mammo_utils.imaging.standardize import standardize
 
 DENSITIES = [1, 1, 2, 3, 3, None]
 PATHOLOGIES = ["benign", "malignant", "benign", "malignant", None, "benign"]
@@ -35,7 +41,7 @@ def synthetic_manifest(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame
     """Six synthetic phantoms (240×160 PNG) of five patients, densities 1, 1, 2, 3, 3 and one unlabelled."""
     folder = tmp_path_factory.mktemp("synthetic_images")
     rows = []
-    for i, (density, pathology) in enumerate(zip(DENSITIES, PATHOLOGIES)):
+    for i, (density, pathology) in enumerate(zip(DENSITIES, PATHOLOGIES, strict=True)):
         image, _ = synthetic_phantom(240, 160, seed=i)
         side, view = ("L", "CC") if i % 2 else ("R", "MLO")
         path = folder / f"synthetic_{i}_{side}_{view}.png"
@@ -180,6 +186,49 @@ def test_standardization_grid_pairs_raw_and_standardized(synthetic_manifest: pd.
         assert after.get_title().startswith("standardized 224×224") and "label(s) removed" in after.get_title()
         assert after.images[0].get_array().shape == (224, 224)
     assert not axes[0, 3].images and not axes[1, 3].images
+    assert not axes[0, 3].get_visible() and not axes[1, 3].get_visible()  # no empty framed panels
+    assert all(ax.get_visible() for ax in axes[:, :3].ravel())
     assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in axes.ravel())
     with pytest.raises(ValueError, match="no image paths given"):
         plots.standardization_grid([], title="empty")
+
+
+def test_standardization_grid_full_rows_hide_nothing(synthetic_manifest: pd.DataFrame) -> None:
+    fig = plots.standardization_grid(list(synthetic_manifest["image_path"][:4]), title="four")
+    assert len(fig.axes) == 8 and all(ax.get_visible() for ax in fig.axes)
+
+
+def test_standardization_steps_five_titled_panels(synthetic_manifest: pd.DataFrame, tmp_path: Path) -> None:
+    path = synthetic_manifest["image_path"].iloc[0]
+    mammogram = read_mammogram(path)
+    out = tmp_path / "steps" / "standardization_steps.png"
+    fig = plots.standardization_steps(mammogram, size=(128, 96), path=out)
+    assert len(fig.axes) == 5
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("original (as read)") and "240×160 px" in titles[0]
+    for title, step in zip(
+        titles[1:], ("find_breast", "blank_outside_breast", "crop_to_breast", "resize_and_pad"), strict=True
+    ):
+        assert step in title
+    expected = standardize(mammogram, size=(128, 96))
+    assert f"{expected.labels_removed} label(s) removed" in titles[2]
+    assert f"box {expected.crop_box}" in titles[3] and ("not flipped" in titles[3]) != expected.flipped
+    assert f"scale {expected.scale:.3g}" in titles[4] and "128×96" in titles[4]
+    np.testing.assert_array_equal(fig.axes[4].images[0].get_array(), expected.image)
+    mask = fig.axes[1].images[0].get_array()
+    assert mask.min() == 0 and mask.max() == 1
+    blanked = fig.axes[2].images[0].get_array()
+    assert blanked.shape == (240, 160) and blanked[-2:].max() == 0  # the bright bottom strip is blanked
+    assert out.is_file() and out.stat().st_size > 0
+    with Image.open(out) as png:
+        assert png.width > 800  # five panels side by side at the module's dpi
+
+
+def test_standardization_steps_without_path_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    image, _ = synthetic_phantom(200, 140, seed=3)
+    mammogram = Mammogram(
+        pixels=image, source_format="array", bit_depth=32, photometric="MONOCHROME2", original_shape=image.shape
+    )
+    fig = plots.standardization_steps(mammogram)
+    assert len(fig.axes) == 5 and not list(tmp_path.iterdir())

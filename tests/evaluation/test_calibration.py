@@ -161,7 +161,7 @@ probabilities = st.floats(0.0, 1.0, allow_nan=False)
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 1), probabilities), min_size=1, max_size=50), st.integers(1, 20))
 def test_binary_ece_is_in_unit_interval(rows, n_bins):
-    y, p = zip(*rows)
+    y, p = zip(*rows, strict=True)
     ece = cal.expected_calibration_error(y, p, n_bins=n_bins)
     assert 0.0 <= ece <= 1.0
 

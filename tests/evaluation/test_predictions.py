@@ -1,4 +1,4 @@
-"""Tests for mammo_utils.evaluation.predictions: building the predictions table, its label columns, joint probabilities."""
+"""Tests for mammo_utils.evaluation.predictions: the predictions table, its label columns, joint probabilities."""
 
 import numpy as np
 import pandas as pd

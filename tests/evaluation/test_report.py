@@ -153,7 +153,8 @@ def test_shared_patients_are_reported():
 
 def test_evaluation_modules_do_not_import_tensorflow():
     code = (
-        "import sys, mammo_utils.evaluation.report, mammo_utils.evaluation.calibration, mammo_utils.evaluation.bootstrap; "
+        "import sys, mammo_utils.evaluation.report, mammo_utils.evaluation.calibration, "
+        "mammo_utils.evaluation.bootstrap, mammo_utils.evaluation.localization; "
         "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from mammo_utils.datasets.splits import split_by_patient
 from mammo_utils.datasets.synthetic import generate_synthetic
-from mammo_utils.evaluation.run import METRICS_FILE, evaluate_run, read_split
+from mammo_utils.evaluation.localization import gradcam_localization
+from mammo_utils.evaluation.run import METRICS_FILE, evaluate_run, gradcam_cached, read_split
 from mammo_utils.evaluation.tables import HEADLINE_METRICS, metric_entry
 from mammo_utils.training import train
 
@@ -54,3 +56,21 @@ def test_predictions_are_saved_and_splits_kept_apart(run: train.RunResult) -> No
 def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         evaluate_run(tmp_path / "no-such-run", n_boot=10)
+
+
+def test_gradcam_cached_maps_the_test_images_with_their_findings(run: train.RunResult) -> None:
+    evaluation = evaluate_run(run.run_dir, n_boot=10, seed=0)
+    rows = evaluation.test.head(3)
+    maps = gradcam_cached(evaluation.run.model, evaluation.cached, rows)
+    assert maps.images.shape == maps.cams.shape == (3, 64, 64) and maps.cams.dtype == np.float32
+    assert 0.0 <= maps.cams.min() and maps.cams.max() <= 1.0
+    records = maps.records
+    assert records["image_path"].tolist() == rows["image_path"].tolist()
+    assert records[["finding_y", "finding_x", "finding_radius", "crop_top", "content_height"]].notna().all().all()
+    for cam, height in zip(maps.cams, records["content_height"], strict=True):  # zero outside the content
+        top = (64 - int(height)) // 2
+        assert not cam[:top].any() and not cam[top + int(height) :].any()
+    found = gradcam_localization(maps.cams, records)
+    assert found.summary["n"] == 3 and set(found.table["hit"]) <= {True, False}
+    with pytest.raises(ValueError, match="at least one"):
+        gradcam_cached(evaluation.run.model, evaluation.cached, rows.head(0))

@@ -1,4 +1,5 @@
-"""Tests for mammo_utils.imaging.mammogram: the Mammogram record, MammogramReadError and the helpers both decoders share.
+"""Tests for mammo_utils.imaging.mammogram: the Mammogram record, MammogramReadError and the helpers both decoders
+share.
 
 All arrays here are synthetic (ramps and hand-written values).
 """

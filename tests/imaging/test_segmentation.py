@@ -16,7 +16,7 @@ def test_phantom_breast_mask() -> None:
     img, boxes = synthetic_phantom(seed=1)
     mask = breast_mask(img)
     assert mask.shape == img.shape and mask.dtype == bool
-    t, l, b, r = boxes["breast"]
+    t, left, b, r = boxes["breast"]
     yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
     inside = ((yy - img.shape[0] / 2) / (0.36 * img.shape[0])) ** 2 + (
         (xx - img.shape[1]) / (0.55 * img.shape[1])

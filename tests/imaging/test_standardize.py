@@ -11,8 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mammo_utils.imaging.io import read_mammogram
-from mammo_utils.imaging.segmentation import breast_mask
-from mammo_utils.imaging.standardize import Standardized, standardize
+from mammo_utils.imaging.segmentation import Segmentation, as_float01, breast_mask
+from mammo_utils.imaging.standardize import (
+    BreastCrop,
+    Standardized,
+    blank_outside_breast,
+    crop_to_breast,
+    find_breast,
+    resize_and_pad,
+    standardize,
+)
 
 
 def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
@@ -21,10 +29,10 @@ def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]
 
 def _to_output(res: Standardized, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Map original pixel coordinates inside the crop box to output pixel coordinates."""
-    t, l, b, r = res.crop_box
+    t, left, b, r = res.crop_box
     ch, cw = res.content_shape
     yo = (res.image.shape[0] - ch) // 2 + (ys - t) * ch // (b - t)
-    xo = (xs - l) * cw // (r - l)
+    xo = (xs - left) * cw // (r - left)
     return yo, (cw - 1 - xo if res.flipped else xo)
 
 
@@ -50,11 +58,11 @@ def test_phantom_breast_kept_label_removed_flipped() -> None:
     assert res.flipped  # breast came from the right edge
     assert res.labels_removed >= 1
     assert _contains(res.crop_box, boxes["breast"])
-    t, l, b, r = res.crop_box
+    t, left, b, r = res.crop_box
     assert r == img.shape[1]  # chest wall edge kept
     # the label lies outside the crop box, and nothing as bright as the label or the strip survives
     lt, ll, lb, lr = boxes["label"]
-    assert lr <= l or lb <= t
+    assert lr <= left or lb <= t
     assert res.image.max() < 0.9
     # breast on the left of the output, padding on the right
     ch, cw = res.content_shape
@@ -64,12 +72,12 @@ def test_phantom_breast_kept_label_removed_flipped() -> None:
 def test_phantom_marker_inside_crop_box_is_blanked() -> None:
     """A bright marker in the breast's bounding box but off the breast is set to 0, not cropped away."""
     img, boxes = synthetic_phantom(seed=8, label=False)
-    t, l, b, r = boxes["breast"]
-    img[t + 4 : t + 24, l + 4 : l + 40] = 0.99  # top-left corner of the ellipse's box, ~90 px off the skin
+    t, left, b, r = boxes["breast"]
+    img[t + 4 : t + 24, left + 4 : left + 40] = 0.99  # top-left corner of the ellipse's box, ~90 px off the skin
     res = standardize(img, normalize=False)
-    assert _contains(res.crop_box, (t + 4, l + 4, t + 24, l + 40))
+    assert _contains(res.crop_box, (t + 4, left + 4, t + 24, left + 40))
     assert res.labels_removed == 1
-    ys, xs = np.mgrid[t + 4 : t + 24, l + 4 : l + 40]
+    ys, xs = np.mgrid[t + 4 : t + 24, left + 4 : left + 40]
     yo, xo = _to_output(res, ys.ravel(), xs.ravel())
     assert not res.image[yo, xo].any()
     assert res.image.max() < 0.9
@@ -87,9 +95,9 @@ def test_phantom_film_frame_and_edge_label() -> None:
     res = standardize(img, normalize=False)
     assert res.found_breast and res.flipped
     bt, bl, bb, br = boxes["breast"]
-    t, l, b, r = res.crop_box
-    assert t <= fr + 6 and l <= bl and b >= bb and r == img.shape[1]  # visible breast kept (frame blurs ~3 px)
-    assert l > fr + 90 and b < 0.8 * img.shape[0]  # neither the frame nor the label widen the box
+    t, left, b, r = res.crop_box
+    assert t <= fr + 6 and left <= bl and b >= bb and r == img.shape[1]  # visible breast kept (frame blurs ~3 px)
+    assert left > fr + 90 and b < 0.8 * img.shape[0]  # neither the frame nor the label widen the box
     ch, cw = res.content_shape
     assert res.image[:, int(0.04 * cw) :].max() < 0.9  # only a sliver of frame at the chest wall may remain
     assert res.labels_removed >= 1
@@ -179,8 +187,8 @@ def test_tiny_and_elongated_images(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(sum(shape))
     res = standardize(rng.random(shape, dtype=np.float32))
     _check_output(res, (224, 224))
-    t, l, b, r = res.crop_box
-    assert 0 <= t < b <= shape[0] and 0 <= l < r <= shape[1]
+    t, left, b, r = res.crop_box
+    assert 0 <= t < b <= shape[0] and 0 <= left < r <= shape[1]
 
 
 def test_breast_filling_the_frame() -> None:
@@ -204,8 +212,8 @@ def test_mias_like_large_breast_with_background() -> None:
     img[470:500, 440:500] = 1.0  # marker in the lower right corner
     res = standardize(np.clip(img, 0, 1).astype(np.float32))
     assert res.found_breast and not res.flipped
-    t, l, b, r = res.crop_box
-    assert l == 0 and t <= 8 and b >= h - 8 and r >= int(0.85 * w) and r < 470
+    t, left, b, r = res.crop_box
+    assert left == 0 and t <= 8 and b >= h - 8 and r >= int(0.85 * w) and r < 470
     assert res.labels_removed >= 1
 
 
@@ -266,8 +274,8 @@ def _random_images(draw: st.DrawFn) -> np.ndarray:
 def test_random_images_never_raise(img: np.ndarray, size: tuple[int, int]) -> None:
     res = standardize(img, size=size)
     _check_output(res, size)
-    t, l, b, r = res.crop_box
-    assert 0 <= t < b <= img.shape[0] and 0 <= l < r <= img.shape[1]
+    t, left, b, r = res.crop_box
+    assert 0 <= t < b <= img.shape[0] and 0 <= left < r <= img.shape[1]
     assert res.scale > 0 and res.labels_removed >= 0
     assert breast_mask(img).shape == img.shape
 
@@ -295,8 +303,8 @@ def test_real_shapes_and_breast_found(real) -> None:
 
 def test_real_crop_area_is_sensible(real) -> None:
     for stem, mammo, res in real:
-        t, l, b, r = res.crop_box
-        frac = (b - t) * (r - l) / mammo.pixels.size
+        t, left, b, r = res.crop_box
+        frac = (b - t) * (r - left) / mammo.pixels.size
         assert 0.25 < frac < 0.75, (stem, frac)
 
 
@@ -322,8 +330,8 @@ def test_real_whole_breast_kept(real) -> None:
         tissue[:bh], tissue[-bh:], tissue[:, :bw], tissue[:, -bw:] = False, False, False, False
         for lt, ll, lb, lr in REAL_LABEL_BOXES[stem]:
             tissue[lt:lb, ll:lr] = False
-        t, l, b, r = res.crop_box
-        assert tissue[t:b, l:r].sum() / tissue.sum() > 0.99, stem
+        t, left, b, r = res.crop_box
+        assert tissue[t:b, left:r].sum() / tissue.sum() > 0.99, stem
         chest = (res.crop_box[1] == 0) if not res.flipped else (res.crop_box[3] == w)
         assert chest, stem  # the chest wall edge is kept
 
@@ -343,8 +351,8 @@ def test_real_nipple_inside_crop(real) -> None:
     """The faint skin line and nipple (film values ~0.01) are inside the crop box and not blanked."""
     for stem, mammo, res in real:
         col = _nipple_column(mammo.pixels, chest_left=mammo.laterality == "L")
-        t, l, b, r = res.crop_box
-        assert l <= col < r, (stem, col, res.crop_box)
+        t, left, b, r = res.crop_box
+        assert left <= col < r, (stem, col, res.crop_box)
         rows = np.arange(t, b, 8)
         yo, xo = _to_output(res, rows, np.full(rows.shape, col))
         assert res.image[yo, xo].max() > 0, stem
@@ -366,8 +374,8 @@ def test_real_labels_dropped(real) -> None:
             ys, xs = np.nonzero(mammo.pixels[lt:lb, ll:lr] > 0.3)
             assert ys.size > 2000, stem  # the box does hold a label
             ys, xs = ys + lt, xs + ll
-            t, l, b, r = res.crop_box
-            inside = (ys >= t) & (ys < b) & (xs >= l) & (xs < r)
+            t, left, b, r = res.crop_box
+            inside = (ys >= t) & (ys < b) & (xs >= left) & (xs < r)
             yo, xo = _to_output(res, ys[inside], xs[inside])
             assert not res.image[yo, xo].any(), stem  # outside the crop, or blanked
 
@@ -378,5 +386,109 @@ def test_real_flip_symmetry(real) -> None:
     assert mirrored.flipped != res.flipped
     assert np.abs(mirrored.image - res.image).mean() < 0.01
     w = mammo.pixels.shape[1]
-    t, l, b, r = res.crop_box
-    assert abs(mirrored.crop_box[1] - (w - r)) <= 20 and abs(mirrored.crop_box[3] - (w - l)) <= 20
+    t, left, b, r = res.crop_box
+    assert abs(mirrored.crop_box[1] - (w - r)) <= 20 and abs(mirrored.crop_box[3] - (w - left)) <= 20
+
+
+# --------------------------------------------------------------------------- the four steps
+
+
+@pytest.mark.parametrize(
+    ("seed", "mirror", "size", "normalize"),
+    [(0, False, (224, 224), True), (1, True, (256, 192), True), (5, False, (64, 300), False)],
+)
+def test_steps_composed_by_hand_give_standardize(
+    seed: int, mirror: bool, size: tuple[int, int], normalize: bool
+) -> None:
+    img, _ = synthetic_phantom(h=1400, w=900, seed=seed)  # large enough for the block-mean decimation
+    img = np.ascontiguousarray(img[:, ::-1]) if mirror else img
+    pixels = as_float01(img)
+    segmentation = find_breast(pixels)
+    crop = crop_to_breast(pixels, segmentation)
+    by_hand = resize_and_pad(crop, segmentation, size, normalize=normalize)
+    res = standardize(img, size=size, normalize=normalize)
+    np.testing.assert_array_equal(by_hand.image, res.image)
+    np.testing.assert_array_equal(by_hand.mask, res.mask)
+    assert (by_hand.crop_box, by_hand.flipped, by_hand.scale, by_hand.content_shape) == (
+        res.crop_box,
+        res.flipped,
+        res.scale,
+        res.content_shape,
+    )
+    assert by_hand.labels_removed == res.labels_removed == segmentation.labels
+
+
+def test_find_breast_is_the_segmentation_of_standardize() -> None:
+    img, boxes = synthetic_phantom(seed=2)
+    segmentation = find_breast(as_float01(img), working_size=300)
+    assert isinstance(segmentation, Segmentation)
+    assert segmentation.found and not segmentation.breast_left and segmentation.labels >= 1
+    assert max(segmentation.mask.shape) <= 300
+
+
+def test_blank_outside_breast_full_resolution() -> None:
+    img, boxes = synthetic_phantom(seed=3)
+    segmentation = find_breast(img)
+    blanked = blank_outside_breast(img, segmentation)
+    assert blanked.shape == img.shape and blanked.dtype == img.dtype
+    lt, ll, lb, lr = boxes["label"]
+    assert not blanked[lt:lb, ll:lr].any()  # the label is gone
+    assert not blanked[-3:].any()  # and so is the bright strip
+    inside = breast_mask(img)
+    np.testing.assert_array_equal(blanked[inside], img[inside])  # the breast is untouched
+    nothing = find_breast(np.zeros((50, 40), np.float32))
+    np.testing.assert_array_equal(blank_outside_breast(img[:50, :40], nothing), img[:50, :40])  # no breast: kept
+
+
+def test_crop_to_breast_flips_the_breast_to_the_left() -> None:
+    img, boxes = synthetic_phantom(seed=4)
+    segmentation = find_breast(img)
+    crop = crop_to_breast(img, segmentation)
+    assert isinstance(crop, BreastCrop) and crop.flipped
+    t, left, b, r = crop.box
+    assert _contains(crop.box, boxes["breast"]) and r == img.shape[1]
+    np.testing.assert_array_equal(crop.original, img[t:b, left:r])
+    np.testing.assert_array_equal(crop.pixels, img[t:b, left:r][:, ::-1])
+    assert crop.pixels[:, :20].mean() > crop.pixels[:, -20:].mean()  # chest wall (bright) on the left
+    same = crop_to_breast(np.ascontiguousarray(img[:, ::-1]), find_breast(np.ascontiguousarray(img[:, ::-1])))
+    assert not same.flipped and same.pixels is same.original
+
+
+def test_resize_and_pad_rejects_bad_sizes() -> None:
+    img, _ = synthetic_phantom(seed=5)
+    segmentation = find_breast(img)
+    with pytest.raises(ValueError, match="size must be positive"):
+        resize_and_pad(crop_to_breast(img, segmentation), segmentation, (10, 0))
+
+
+@pytest.mark.parametrize(("h", "w", "mirror"), [(900, 600, False), (1800, 1100, True), (300, 200, False)])
+def test_to_model_coordinates_finds_the_finding(h: int, w: int, mirror: bool) -> None:
+    """A small bright finding of known centre lands where ``to_model_coordinates`` says."""
+    img, boxes = synthetic_phantom(h=h, w=w, seed=11, label=False, strip=False)
+    if mirror:
+        img = np.ascontiguousarray(img[:, ::-1])
+    centre = (int(0.45 * h), int(0.25 * w) if mirror else int(0.75 * w))  # inside the breast ellipse
+    radius = max(3, h // 120)
+    yy, xx = np.mgrid[0:h, 0:w]
+    with_finding = img.copy()
+    with_finding[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2] = 1.0
+    res = standardize(with_finding, normalize=False)
+    assert res.flipped != mirror
+    row, col = res.to_model_coordinates(*centre)
+    excess = np.clip(res.image - standardize(img, normalize=False).image, 0, None)  # the finding alone
+    assert excess.max() > 0.1
+    rows, cols = np.mgrid[0 : excess.shape[0], 0 : excess.shape[1]]
+    found_row, found_col = (rows * excess).sum() / excess.sum(), (cols * excess).sum() / excess.sum()
+    assert abs(found_row - row) < 1.0 and abs(found_col - col) < 1.0, (row, col, found_row, found_col)
+
+
+def test_to_model_coordinates_maps_the_crop_box_onto_the_content() -> None:
+    img, _ = synthetic_phantom(h=1200, w=800, seed=12)
+    res = standardize(img, size=(200, 300))
+    t, left, b, r = res.crop_box
+    ch, cw = res.content_shape
+    pad = (200 - ch) // 2
+    rows, cols = res.to_model_coordinates(np.array([t, b - 1]), np.array([left, r - 1]))
+    assert np.all(np.abs(rows - [pad, pad + ch - 1]) < 1.0)
+    assert res.flipped and np.all(np.abs(cols - [cw - 1, 0]) < 1.0)  # flipped: the right edge goes to column 0
+    assert isinstance(res.to_model_coordinates(t, left)[0], float)

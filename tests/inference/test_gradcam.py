@@ -81,7 +81,9 @@ def planted_model() -> keras.Model:
         with tf.GradientTape() as tape:
             out = model(images, training=True)
             loss = density_loss(targets, out["density"]) + malignancy_loss(targets[:, None], out["malignancy"])
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        optimizer.apply_gradients(
+            zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables, strict=True)
+        )
         return loss
 
     images, targets = tf.constant(x[..., None]), tf.constant(label, dtype=tf.float32)
@@ -278,7 +280,7 @@ def test_planted_square_attracts_the_maps(planted_model, planted_test):
         assert mass.mean() >= 0.5, (head, mass)
         assert (mass >= 0.5).mean() >= 0.8, (head, mass)
     benign = cam(x[positives], heads=("malignancy",), malignancy_target="benign").cams["malignancy"]
-    benign_mass = np.array([_quadrant_mass(c, q) for c, q in zip(benign, quadrant[positives])])
+    benign_mass = np.array([_quadrant_mass(c, q) for c, q in zip(benign, quadrant[positives], strict=True)])
     assert benign_mass.mean() < 0.5  # the opposite direction does not point at the square
 
 

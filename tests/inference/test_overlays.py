@@ -1,4 +1,4 @@
-"""Tests for mammo_utils.inference.overlays: Grad-CAM maps kept to the breast content, blended and drawn (no TensorFlow)."""
+"""Tests for mammo_utils.inference.overlays: Grad-CAM maps kept to the breast content, blended, drawn (no TF)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.patches as mpatches
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -73,6 +74,18 @@ def test_plot_overlay_and_gallery():
     plt.close(gallery)
     with pytest.raises(ValueError):
         gradcam_gallery(images, cams[:2], titles)
+
+
+def test_gallery_outlines_the_given_circles():
+    rng = np.random.default_rng(1)
+    images, cams = [rng.random((32, 32)) for _ in range(3)], [rng.random((32, 32)) for _ in range(3)]
+    gallery = gradcam_gallery(images, cams, circles=[(10.0, 20.0, 5.0), None, (3, 4, 2)])
+    circles = [[p for p in a.patches if isinstance(p, mpatches.Circle)] for a in gallery.axes[:3]]
+    assert [len(c) for c in circles] == [1, 0, 1]
+    assert circles[0][0].center == (20.0, 10.0) and circles[0][0].radius == 5.0, "(row, column) -> (x, y)"
+    plt.close(gallery)
+    with pytest.raises(ValueError, match="one circle"):
+        gradcam_gallery(images, cams, circles=[None])
 
 
 def test_overlays_do_not_import_tensorflow():

@@ -1,4 +1,4 @@
-"""Tests for mammo_utils.inference.prediction: the Prediction record, its flat row, and BatchResult (no model needed)."""
+"""Tests for mammo_utils.inference.prediction: the Prediction record, its flat row, BatchResult (no model)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Tests for mammo_utils.inference.predictor: Predictor on a fast-trained run, formats, calibration, batches, the seed's joint
-head."""
+"""Tests for mammo_utils.inference.predictor: a fast-trained run, formats, calibration, batches, the joint head."""
 
 from __future__ import annotations
 
