@@ -56,6 +56,7 @@ def _worker(args: argparse.Namespace) -> None:
     from mammo_utils.evaluation.run import evaluate_run
     from mammo_utils.evaluation.tables import metric_entry
     from mammo_utils.models.networks import count_params
+    from mammo_utils.training.config import TrainConfig
     from mammo_utils.training.train import train
 
     class FitTimer(keras.callbacks.Callback):
@@ -75,8 +76,7 @@ def _worker(args: argparse.Namespace) -> None:
     frame = pd.read_csv(args.manifest)
     manifest = make_manifest(frame, extra=[c for c in frame.columns if c not in make_manifest([]).columns])
     timer = FitTimer()
-    run = train(
-        manifest,
+    config = TrainConfig(
         model=args.worker,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -84,9 +84,9 @@ def _worker(args: argparse.Namespace) -> None:
         run_dir=Path(args.out) / args.worker,
         patience=args.epochs,
         verbose=0,
-        callbacks=[timer],
-        point_latest=False,
-    )  # a benchmark run must not become LATEST or the registry's current model
+        point_latest=False,  # a benchmark run must not become LATEST or the registry's current model
+    )
+    run = train(manifest, config, callbacks=[timer])
     evaluation = evaluate_run(run.run_dir, n_boot=args.n_boot, seed=args.seed)
     images = evaluation.cached.images(evaluation.test)
     run.model.predict(images[: args.batch_size], batch_size=args.batch_size, verbose=0)  # warm-up

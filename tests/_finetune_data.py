@@ -7,7 +7,7 @@ The submissions and the candidate live in a private folder of the session's ``MA
   the default density mix), so no extra base model is trained;
 * submissions: 32 synthetic images drawn with a different density mix (mostly c and d) and ``source="submission"``;
   three rows lose their density label and three others their pathology, as partial submissions do;
-* candidate: :data:`CANDIDATE_SETTINGS` fine-tuning of the base on those submissions (heads, then unfreeze).
+* candidate: :data:`CANDIDATE_SETTINGS` (:class:`~mammo_utils.update.finetune.FinetuneConfig` fields) fine-tuning of the base on those submissions (heads, then unfreeze).
 """
 
 from __future__ import annotations
@@ -76,14 +76,10 @@ def submissions() -> pd.DataFrame:
 @lru_cache(maxsize=1)
 def candidate():
     """The :class:`~mammo_utils.update.finetune.FinetuneResult` of the base on the submissions."""
-    from mammo_utils.update.finetune import finetune
+    from mammo_utils.update.finetune import FinetuneConfig, finetune
 
-    base = base_run_dir()
+    config = FinetuneConfig(
+        base_run=base_run_dir(), run_dir=folder() / "runs" / "candidate", cache_dir=cache_dir(), **CANDIDATE_SETTINGS
+    )
     with no_graph_optimizer():
-        return finetune(
-            submissions(),
-            base_run=base,
-            run_dir=folder() / "runs" / "candidate",
-            cache_dir=cache_dir(),
-            **CANDIDATE_SETTINGS,
-        )
+        return finetune(submissions(), config)

@@ -41,6 +41,7 @@ def trained_run_dir() -> Path:
     from mammo_utils import paths
     from mammo_utils.datasets.splits import split_by_patient
     from mammo_utils.datasets.synthetic import generate_synthetic
+    from mammo_utils.training.config import TrainConfig
     from mammo_utils.training.train import train
 
     options = tf.config.optimizer.get_experimental_options()
@@ -48,7 +49,8 @@ def trained_run_dir() -> Path:
     try:
         images = generate_synthetic(paths.data_dir() / "synthetic_predict_tests", n=64, seed=42)
         manifest = split_by_patient(images, seed=42)
-        return train(manifest, model="default", fast=True, epochs=1, batch_size=16, seed=42, verbose=0).run_dir
+        config = TrainConfig(model="default", fast=True, epochs=1, batch_size=16, seed=42, verbose=0)
+        return train(manifest, config).run_dir
     finally:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False, **options})
 

@@ -188,7 +188,7 @@ def _review(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _update(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mammo_utils.update.finetune import update
+    from mammo_utils.update.finetune import FinetuneConfig, update
 
     store = _store(args)
     try:
@@ -204,7 +204,8 @@ def _update(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.tolerance is not None:
         options["tolerance"] = args.tolerance
     try:
-        result = update(submissions, **options)
+        gate = {"tolerance": options.pop("tolerance")} if "tolerance" in options else {}
+        result = update(submissions, FinetuneConfig(**options), **gate)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -11,7 +11,7 @@ cache (``crop_top``, ..., ``flipped``, ``scale``, ``content_height``, ``content_
 (a *hit*), and which share of the map's mass falls in that disc (``mass_share``), next to the share of the breast
 content the disc covers (``area_share``, what a map spread evenly over the breast would give). A Grad-CAM map of a
 7 × 7 feature grid upsampled to 224 × 224 is coarse: its peak can only sit to within about half a cell (16 pixels)
-of anything, hence :data:`DEFAULT_MARGIN`.
+of anything, hence the default margin, :func:`default_margin`: 1/14 of the input's side (16 pixels at 224).
 
 :func:`gradcam_localization` does this for a batch and returns a :class:`Localization`: the per-image table and a
 summary with the hit rate and its Wilson 95 % interval (:func:`wilson_interval`). No TensorFlow here.
@@ -36,6 +36,7 @@ __all__ = [
     "FindingLocation",
     "Localization",
     "attach_findings",
+    "default_margin",
     "finding_circles",
     "finding_in_model",
     "gradcam_localization",
@@ -46,9 +47,21 @@ __all__ = [
 ]
 
 DEFAULT_MARGIN = 16.0  # model pixels: half a cell of a 7 x 7 Grad-CAM grid on a 224 x 224 input
+_MARGIN_FRACTION = DEFAULT_MARGIN / 224
 FINDING_COLUMNS: tuple[str, ...] = ("finding_y", "finding_x", "finding_radius")
 _RECORD_COLUMNS = ("crop_top", "crop_left", "crop_bottom", "crop_right", "flipped", "content_height", "content_width")
-_KEEP_COLUMNS = ("image_path", "patient_id", "laterality", "view", "case", "finding", "malignant", "p_malignant")
+_KEEP_COLUMNS = (
+    "image_path",
+    "patient_id",
+    "laterality",
+    "view",
+    "case",
+    "malignant",
+    "p_malignant",
+    "finding",
+    "subtlety",
+)
+_FINDING_DETAILS = ("finding", "subtlety")  # the synthetic finding's kind and how visible it is (1-5)
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,7 @@ class Localization:
         if not s["n"]:
             return f"no image with a finding to score ({s['n_skipped']} skipped)"
         return (
-            f"Grad-CAM peak within the finding (radius + {s['margin']:g} px): {s['hits']} of {s['n']} images, "
+            f"Grad-CAM peak within the finding (radius + {s['margin']:.3g} px): {s['hits']} of {s['n']} images, "
             f"hit rate {s['hit_rate']:.2f} (95 % Wilson CI {s['ci_low']:.2f}-{s['ci_high']:.2f}); median share "
             f"of the map's mass in that disc {s['median_mass_share']:.2f} vs {s['median_area_share']:.2f} "
             "for a map spread evenly over the breast"
@@ -161,15 +174,22 @@ def finding_in_model(standardized: Standardized, y: float, x: float, radius: flo
     return FindingLocation(float(row[0]), float(col[0]), float(radius_model))
 
 
+def default_margin(image_shape: tuple[int, ...]) -> float:
+    """The default hit margin for maps of ``image_shape``: 1/14 of the longer side (:data:`DEFAULT_MARGIN` at 224)."""
+    return float(max(image_shape[:2])) * _MARGIN_FRACTION
+
+
 def attach_findings(rows: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """``rows`` (e.g. a predictions table) with the findings of ``manifest`` joined on ``image_path``.
+
+    Adds :data:`FINDING_COLUMNS` and, when ``manifest`` has them, the finding's kind and ``subtlety``.
 
     Rows whose image has no finding, or a ``manifest`` without the finding columns (a real data set), give NaN
     findings, which :func:`gradcam_localization` skips. Row order and index of ``rows`` are kept.
     """
-    present = [c for c in FINDING_COLUMNS if c in manifest.columns]
+    present = [c for c in (*FINDING_COLUMNS, *_FINDING_DETAILS) if c in manifest.columns]
     findings = manifest[["image_path", *present]].drop_duplicates("image_path")
-    joined = rows.drop(columns=[c for c in FINDING_COLUMNS if c in rows.columns]).merge(
+    joined = rows.drop(columns=[c for c in present if c in rows.columns]).merge(
         findings, on="image_path", how="left", validate="many_to_one"
     )
     for column in FINDING_COLUMNS:
@@ -323,7 +343,7 @@ def localization_summary(
 def gradcam_localization(
     cams: Sequence[np.ndarray] | np.ndarray,
     records: pd.DataFrame,
-    margin: float = DEFAULT_MARGIN,
+    margin: float | None = None,
     alpha: float = 0.05,
 ) -> Localization:
     """Score Grad-CAM maps against the findings of their images: per-image table and hit-rate summary.
@@ -337,8 +357,8 @@ def gradcam_localization(
         standardization record (``crop_*``, ``flipped``, ``content_height``, ``content_width``), e.g. the image
         cache's ``standardization(rows)`` of manifest rows that carry the synthetic findings. Rows without a
         finding (missing values or radius 0) are skipped and counted.
-    margin : float
-        Model pixels added to each finding's radius (default :data:`DEFAULT_MARGIN`).
+    margin : float, optional
+        Model pixels added to each finding's radius; default :func:`default_margin` of the maps' shape.
     alpha : float
         1 - the level of the hit rate's Wilson interval.
 
@@ -351,6 +371,8 @@ def gradcam_localization(
     missing = [c for c in FINDING_COLUMNS if c not in records.columns]
     if missing:
         raise KeyError(f"records lack {missing}: use manifest rows with the synthetic findings (datasets.synthetic)")
+    if margin is None:
+        margin = default_margin(np.shape(cams[0])) if len(cams) else DEFAULT_MARGIN
     rows, skipped = [], 0
     for cam, raw in zip(cams, records.to_dict("records"), strict=True):
         record = {str(k): v for k, v in raw.items()}

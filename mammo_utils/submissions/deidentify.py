@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from io import BytesIO
+from typing import Any, cast
 
 import pydicom
 from PIL import Image, ImageOps
@@ -234,23 +235,9 @@ def deidentify_dicom(data: bytes, label: str = "input") -> DeidentifiedImage:
         if transfer_syntax is None:
             transfer_syntax = pydicom.uid.ImplicitVRLittleEndian
         laterality, view = dicom_laterality_view(source)  # the reader's logic, incl. PatientName/PatientID
-        out = Dataset()
-        for keyword in DICOM_RETAINED:
-            if keyword not in source:
-                continue
-            if keyword in ("ModalityLUTSequence", "VOILUTSequence"):
-                setattr(out, keyword, _copy_lut_sequence(source[keyword].value))
-            else:
-                out[keyword] = source[keyword]
-        if "PixelData" not in out:
-            raise MammogramReadError(f"{label}: DICOM file has no pixel data; export the mammogram image itself.")
-        burned_in = _text(source, "BurnedInAnnotation").upper()
-        digest = hashlib.sha256(data).hexdigest()  # stands in for a missing UID, so the output stays deterministic
-        uids = {
-            keyword: _replacement_uid(_text(source, keyword) or f"{keyword}:missing:{digest}")
-            for keyword in DICOM_REPLACED_UIDS
-            if keyword != "FrameOfReferenceUID" or keyword in source
-        }
+        out = _retained_copy(source, label)
+        uids = _replacement_uids(source, data)
+        flags = _phi_flags(source)
     except MammogramReadError:
         raise
     except Exception as exc:
@@ -258,6 +245,54 @@ def deidentify_dicom(data: bytes, label: str = "input") -> DeidentifiedImage:
             f"{label}: the DICOM header could not be parsed for de-identification ({type(exc).__name__}: {exc}). "
             "The file is probably corrupt; re-export it."
         ) from exc
+    _mark_deidentified(out, uids, laterality, view)
+    return DeidentifiedImage(
+        _write_dicom(out, transfer_syntax, label), "application/dicom", "dcm", flags, laterality, view
+    )
+
+
+def _retained_copy(source: Dataset, label: str) -> Dataset:
+    """A new dataset holding only the :data:`DICOM_RETAINED` elements of ``source`` (LUT sequences cleaned)."""
+    out = Dataset()
+    for keyword in DICOM_RETAINED:
+        if keyword not in source:
+            continue
+        if keyword in ("ModalityLUTSequence", "VOILUTSequence"):
+            setattr(out, keyword, _copy_lut_sequence(source[keyword].value))
+        else:
+            out[keyword] = source[keyword]
+    if "PixelData" not in out:
+        raise MammogramReadError(f"{label}: DICOM file has no pixel data; export the mammogram image itself.")
+    return out
+
+
+def _replacement_uids(source: Dataset, data: bytes) -> dict[str, str]:
+    """New values of the :data:`DICOM_REPLACED_UIDS` (FrameOfReferenceUID only if present)."""
+    digest = hashlib.sha256(data).hexdigest()  # stands in for a missing UID, so the output stays deterministic
+    return {
+        keyword: _replacement_uid(_text(source, keyword) or f"{keyword}:missing:{digest}")
+        for keyword in DICOM_REPLACED_UIDS
+        if keyword != "FrameOfReferenceUID" or keyword in source
+    }
+
+
+def _phi_flags(source: Dataset) -> tuple[str, ...]:
+    """What a reviewer must check: burned-in annotation (yes or unknown), recognizable visual features."""
+    burned_in = _text(source, "BurnedInAnnotation").upper()
+    flags = (
+        ["burned-in-annotation"]
+        if burned_in == "YES"
+        else []
+        if burned_in == "NO"
+        else ["burned-in-annotation-unknown"]
+    )
+    if _text(source, "RecognizableVisualFeatures").upper() == "YES":
+        flags.append("recognizable-visual-features")
+    return tuple(flags)
+
+
+def _mark_deidentified(out: Dataset, uids: dict[str, str], laterality: str | None, view: str | None) -> None:
+    """Blank and replace the identifying elements of ``out`` and record the de-identification, in place."""
     for keyword in DICOM_BLANKED:
         setattr(out, keyword, "")
     for keyword, uid in uids.items():
@@ -274,6 +309,10 @@ def deidentify_dicom(data: bytes, label: str = "input") -> DeidentifiedImage:
     out.DeidentificationMethodCodeSequence = [code]
     if "SOPClassUID" not in out:
         out.SOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+
+
+def _write_dicom(out: Dataset, transfer_syntax: Any, label: str) -> bytes:
+    """``out`` as DICOM file bytes (file meta, preamble) in ``transfer_syntax``."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = out.SOPClassUID
     meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
@@ -289,16 +328,7 @@ def deidentify_dicom(data: bytes, label: str = "input") -> DeidentifiedImage:
             f"{label}: the de-identified DICOM could not be written ({type(exc).__name__}: {exc}). "
             "The header is probably inconsistent; re-export the image."
         ) from exc
-    flags = (
-        ["burned-in-annotation"]
-        if burned_in == "YES"
-        else []
-        if burned_in == "NO"
-        else ["burned-in-annotation-unknown"]
-    )
-    if _text(source, "RecognizableVisualFeatures").upper() == "YES":
-        flags.append("recognizable-visual-features")
-    return DeidentifiedImage(buffer.getvalue(), "application/dicom", "dcm", tuple(flags), laterality, view)
+    return buffer.getvalue()
 
 
 def _pixels_only(image: Image.Image) -> Image.Image:
@@ -356,7 +386,7 @@ def _to_png_mode(image: Image.Image) -> Image.Image:
 
 def _int32_to_16(image: Image.Image) -> Image.Image:
     """32-bit integer pixels as 16-bit when they fit (16-bit PNG/PGM decode to mode I), else refuse."""
-    low, high = image.getextrema()
+    low, high = cast(tuple[float, float], image.getextrema())  # one band: (min, max)
     if low < 0 or high > 65535:
         raise MammogramReadError("32-bit integer pixels do not fit a 16-bit PNG; export a TIFF or DICOM instead")
     return image.convert("I;16")

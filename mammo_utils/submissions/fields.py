@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -143,6 +143,14 @@ def prediction_json(prediction: Any) -> str | None:
         raise SubmissionError(
             f"prediction cannot be stored as JSON ({exc}); pass numbers, text, lists and dicts"
         ) from None
+
+
+@overload
+def utc(value: datetime) -> datetime: ...
+
+
+@overload
+def utc(value: None) -> None: ...
 
 
 def utc(value: datetime | None) -> datetime | None:

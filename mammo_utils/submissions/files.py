@@ -76,6 +76,11 @@ def scan_orphans(files_dir: Path, known_digests: Collection[str]) -> list[Path]:
         if not path.is_file():
             continue
         match = _STORED_NAME.fullmatch(path.name)
-        if path.name.startswith(TEMP_PREFIX) or match and path.parent.name == path.name[:2] and match.group(1) not in known_digests:
+        if (
+            path.name.startswith(TEMP_PREFIX)
+            or match
+            and path.parent.name == path.name[:2]
+            and match.group(1) not in known_digests
+        ):
             found.append(path)
     return sorted(found)

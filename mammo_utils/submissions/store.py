@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mammo_utils import labels, paths
 from mammo_utils.imaging.io import read_mammogram
-from mammo_utils.imaging.mammogram import MammogramReadError
+from mammo_utils.imaging.mammogram import Mammogram, MammogramReadError
 from mammo_utils.submissions.deidentify import DeidentifiedImage, deidentify
 from mammo_utils.submissions.fields import (
     StoreError,
@@ -72,6 +72,39 @@ def default_root() -> Path:
 def _reason(exc: DBAPIError) -> str:
     """The first line of the database's own error message."""
     return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+
+
+def _checked_labels(consent: bool, density: int | str | None, pathology: str | None) -> dict[str, Any]:
+    """``consent`` must be True; the density and pathology in their stored form (or a :class:`SubmissionError`)."""
+    if consent is not True:
+        raise SubmissionError(
+            "consent is required to store a submission: confirm that the image may be stored and used to "
+            "train the model (consent=True)"
+        )
+    try:
+        return {"density": labels.density_from_any(density), "pathology": labels.pathology_from_any(pathology)}
+    except ValueError as exc:
+        raise SubmissionError(f"{exc}. Leave the label empty if it is not known.") from None
+
+
+def _submission_row(
+    name: str | None, mammogram: Mammogram, clean: DeidentifiedImage, checked: dict[str, Any]
+) -> dict[str, Any]:
+    """The database row of a new submission (``checked``: density, pathology, submitter, prediction, model)."""
+    return {
+        "original_name": name,
+        "media_type": clean.media_type,
+        "laterality": mammogram.laterality or clean.laterality,
+        "view": mammogram.view or clean.view,
+        "density": checked["density"],
+        "pathology": checked["pathology"],
+        "submitter": checked["submitter"],
+        "consent": True,
+        "prediction": checked["prediction"],
+        "model_version": checked["model_version"],
+        "status": "pending",
+        "phi_flags": json.dumps(list(clean.phi_flags)),
+    }
 
 
 class Store:
@@ -168,43 +201,17 @@ class Store:
         StoreError
             The database refused the row for another reason; the file is then left as an orphan.
         """
-        if consent is not True:
-            raise SubmissionError(
-                "consent is required to store a submission: confirm that the image may be stored and used to "
-                "train the model (consent=True)"
-            )
-        try:
-            density = labels.density_from_any(density)
-            pathology = labels.pathology_from_any(pathology)
-        except ValueError as exc:
-            raise SubmissionError(f"{exc}. Leave the label empty if it is not known.") from None
-        submitter = clean_text(submitter, "submitter")
-        model_version = clean_text(model_version, "model_version")
-        prediction_text = prediction_json(prediction)
+        checked = _checked_labels(consent, density, pathology)
+        checked["submitter"] = clean_text(submitter, "submitter")
+        checked["model_version"] = clean_text(model_version, "model_version")
+        checked["prediction"] = prediction_json(prediction)
         data, name = self._load(source, filename)
-        label = name or "upload"
         try:
             mammogram = read_mammogram(data, filename=name)
-            clean = deidentify(data, label)
+            clean = deidentify(data, name or "upload")
         except MammogramReadError as exc:
             raise SubmissionError(str(exc)) from exc
-        return self._store(
-            clean,
-            {
-                "original_name": name,
-                "media_type": clean.media_type,
-                "laterality": mammogram.laterality or clean.laterality,
-                "view": mammogram.view or clean.view,
-                "density": density,
-                "pathology": pathology,
-                "submitter": submitter,
-                "consent": True,
-                "prediction": prediction_text,
-                "model_version": model_version,
-                "status": "pending",
-                "phi_flags": json.dumps(list(clean.phi_flags)),
-            },
-        )
+        return self._store(clean, _submission_row(name, mammogram, clean, checked))
 
     @staticmethod
     def _load(source: Any, filename: str | None) -> tuple[bytes, str | None]:

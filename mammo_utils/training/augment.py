@@ -54,26 +54,9 @@ def augment_images(
     angle = uniform([batch], keys[0], -rotation, rotation) * (np.pi / 180.0)
     factor = uniform([batch], keys[1], 1.0 - zoom, 1.0 + zoom)  # > 1 zooms in
     shift = uniform([batch, 2], keys[2], -translation, translation) * tf.stack([width, height])
-    # output pixel (x, y) samples input c + R(angle) (p - c) / factor - shift
-    cos, sin = tf.cos(angle) / factor, tf.sin(angle) / factor
-    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-    zeros = tf.zeros_like(cos)
-    transform = tf.stack(
-        [
-            cos,
-            -sin,
-            cx - cos * cx + sin * cy - shift[:, 0],
-            sin,
-            cos,
-            cy - sin * cx - cos * cy - shift[:, 1],
-            zeros,
-            zeros,
-        ],
-        axis=1,
-    )
     warped = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
-        transforms=transform,
+        transforms=_affine_transforms(angle, factor, shift, width, height),
         output_shape=tf.shape(images)[1:3],
         fill_value=0.0,
         interpolation="BILINEAR",
@@ -83,3 +66,19 @@ def augment_images(
     gamma = tf.exp(uniform([batch], keys[3], -log_c, log_c))[:, None, None, None]
     gain = uniform([batch], keys[4], 1.0 - brightness, 1.0 + brightness)[:, None, None, None]
     return tf.clip_by_value(gain * tf.pow(tf.maximum(warped, 0.0), gamma), 0.0, 1.0)
+
+
+def _affine_transforms(
+    angle: tf.Tensor, factor: tf.Tensor, shift: tf.Tensor, width: tf.Tensor, height: tf.Tensor
+) -> tf.Tensor:
+    """(B, 8) projective transforms: rotate by ``angle`` about the centre, zoom by ``factor``, shift by ``shift``.
+
+    Output pixel ``p`` samples input ``c + R(angle) (p - c) / factor - shift`` (``c`` the image centre).
+    """
+    import tensorflow as tf
+
+    cos, sin = tf.cos(angle) / factor, tf.sin(angle) / factor
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    zeros = tf.zeros_like(cos)
+    rows = [cos, -sin, cx - cos * cx + sin * cy - shift[:, 0], sin, cos, cy - sin * cx - cos * cy - shift[:, 1]]
+    return tf.stack([*rows, zeros, zeros], axis=1)

@@ -146,39 +146,44 @@ def _write_atomic(target: Path, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _standardize_one(image_path: str, stem: str, size: tuple[int, int]) -> dict:
+    """Read and standardize one image, write ``<stem>.npy`` then ``<stem>.json``; its standardization record."""
+    from mammo_utils.imaging.io import read_mammogram
+    from mammo_utils.imaging.standardize import standardize
+
+    mammogram = read_mammogram(image_path)
+    result = standardize(mammogram, size=size)
+    quantized = np.round(result.image * 255.0).clip(0, 255).astype(CACHE_DTYPE)
+    top, left, bottom, right = result.crop_box
+    record = {
+        "crop_top": int(top),
+        "crop_left": int(left),
+        "crop_bottom": int(bottom),
+        "crop_right": int(right),
+        "flipped": bool(result.flipped),
+        "scale": float(result.scale),
+        "found_breast": bool(result.found_breast),
+        "labels_removed": int(result.labels_removed),
+        "content_height": int(result.content_shape[0]),
+        "content_width": int(result.content_shape[1]),
+        "original_height": int(mammogram.original_shape[0]),
+        "original_width": int(mammogram.original_shape[1]),
+        "source_format": mammogram.source_format,
+    }
+    del mammogram, result
+    _write_atomic(Path(stem + ".npy"), lambda f: np.save(f, quantized, allow_pickle=False))
+    _write_atomic(Path(stem + ".json"), lambda f: f.write(json.dumps(record).encode("utf-8")))
+    return record
+
+
 def _standardize_chunk(
     items: list[tuple[str, str]], size: tuple[int, int]
 ) -> list[tuple[str, dict | None, str | None]]:
     """Worker: read, standardize and cache each ``(image_path, cache stem)``; one full image at a time."""
-    from mammo_utils.imaging.io import read_mammogram
-    from mammo_utils.imaging.standardize import standardize
-
     results: list[tuple[str, dict | None, str | None]] = []
     for image_path, stem in items:
         try:
-            mammogram = read_mammogram(image_path)
-            result = standardize(mammogram, size=size)
-            quantized = np.round(result.image * 255.0).clip(0, 255).astype(CACHE_DTYPE)
-            top, left, bottom, right = result.crop_box
-            record = {
-                "crop_top": int(top),
-                "crop_left": int(left),
-                "crop_bottom": int(bottom),
-                "crop_right": int(right),
-                "flipped": bool(result.flipped),
-                "scale": float(result.scale),
-                "found_breast": bool(result.found_breast),
-                "labels_removed": int(result.labels_removed),
-                "content_height": int(result.content_shape[0]),
-                "content_width": int(result.content_shape[1]),
-                "original_height": int(mammogram.original_shape[0]),
-                "original_width": int(mammogram.original_shape[1]),
-                "source_format": mammogram.source_format,
-            }
-            del mammogram, result
-            _write_atomic(Path(stem + ".npy"), lambda f: np.save(f, quantized, allow_pickle=False))
-            _write_atomic(Path(stem + ".json"), lambda f: f.write(json.dumps(record).encode("utf-8")))
-            results.append((image_path, record, None))
+            results.append((image_path, _standardize_one(image_path, stem, size), None))
         except Exception as exc:
             results.append((image_path, None, f"{type(exc).__name__}: {exc}"))
     return results
@@ -260,18 +265,48 @@ def build_cache(
     -------
     CachedImages
     """
+    size = _checked_request(manifest, size, on_error)
+    folder = paths.ensure_dir(Path(cache_dir) if cache_dir is not None else paths.data_dir() / "cache")
+    unique = list(dict.fromkeys(_path_key(p) for p in manifest["image_path"]))
+    records, todo, failed = _lookup(unique, folder, size)
+    n_reused = len(records)
+    workers = int(workers) if workers is not None else (os.cpu_count() or 1)
+    stems = dict(todo)
+    for image_path, record, error in _run_jobs(todo, size, workers, progress):
+        if error is None and record is not None:
+            records[image_path] = {**record, "cache_file": stems[image_path] + ".npy"}
+        else:
+            failed[image_path] = error or "no record was written"
+    failures = [(p, failed[p]) for p in unique if p in failed]
+    _report_failures(failures, len(unique), on_error)
+    kept = [p for p in unique if p in records]
+    table = pd.DataFrame(
+        [{"image_path": p, **records[p]} for p in kept], columns=["image_path", "cache_file", *_RECORD_COLUMNS]
+    )
+    keys = pd.Series([_path_key(p) for p in manifest["image_path"]], index=manifest.index)
+    rows = manifest.loc[~keys.isin(failed.keys())].reset_index(drop=True)
+    return CachedImages(rows, table, size, folder, failures, len(records) - n_reused, n_reused)
+
+
+def _checked_request(manifest: pd.DataFrame, size: tuple[int, int], on_error: str) -> tuple[int, int]:
+    """Refuse a bad ``on_error``, a manifest without ``image_path`` or a non-positive size; the size as ints."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if "image_path" not in manifest.columns:
         raise ValueError("manifest needs an 'image_path' column")
-    size = (int(size[0]), int(size[1]))
-    if min(size) < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    folder = paths.ensure_dir(Path(cache_dir) if cache_dir is not None else paths.data_dir() / "cache")
-    unique = list(dict.fromkeys(_path_key(p) for p in manifest["image_path"]))
-    failed: dict[str, str] = {}
+    checked = (int(size[0]), int(size[1]))
+    if min(checked) < 1:
+        raise ValueError(f"size must be positive, got {checked}")
+    return checked
+
+
+def _lookup(
+    unique: list[str], folder: Path, size: tuple[int, int]
+) -> tuple[dict[str, dict], list[tuple[str, str]], dict[str, str]]:
+    """Split the images into cached ones (their records), ones to do (``(path, stem)``) and unreachable ones."""
     records: dict[str, dict] = {}
     todo: list[tuple[str, str]] = []
+    failed: dict[str, str] = {}
     for image_path in unique:
         try:
             stem = str(folder / cache_key(image_path, size))
@@ -283,26 +318,16 @@ def build_cache(
             todo.append((image_path, stem))
         else:
             records[image_path] = {**record, "cache_file": stem + ".npy"}
-    n_reused = len(records)
-    workers = int(workers) if workers is not None else (os.cpu_count() or 1)
-    stems = dict(todo)
-    for image_path, record, error in _run_jobs(todo, size, workers, progress):
-        if error is None:
-            records[image_path] = {**record, "cache_file": stems[image_path] + ".npy"}
-        else:
-            failed[image_path] = error
-    failures = [(p, failed[p]) for p in unique if p in failed]
-    if failures:
-        listing = "\n".join(f"  {p}: {message}" for p, message in failures[:20])
-        more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
-        text = f"{len(failures)} of {len(unique)} image(s) could not be read or standardized:\n{listing}{more}"
-        if on_error == "raise":
-            raise CacheBuildError(text + "\nFix or remove them, or pass on_error='skip' to drop their rows.")
-        warnings.warn(text + "\nTheir rows are dropped.", stacklevel=2)
-    kept = [p for p in unique if p in records]
-    table = pd.DataFrame(
-        [{"image_path": p, **records[p]} for p in kept], columns=["image_path", "cache_file", *_RECORD_COLUMNS]
-    )
-    keys = pd.Series([_path_key(p) for p in manifest["image_path"]], index=manifest.index)
-    rows = manifest.loc[~keys.isin(failed.keys())].reset_index(drop=True)
-    return CachedImages(rows, table, size, folder, failures, len(records) - n_reused, n_reused)
+    return records, todo, failed
+
+
+def _report_failures(failures: list[tuple[str, str]], n_images: int, on_error: str) -> None:
+    """Raise :class:`CacheBuildError` (``on_error="raise"``) or warn about the images that could not be cached."""
+    if not failures:
+        return
+    listing = "\n".join(f"  {p}: {message}" for p, message in failures[:20])
+    more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
+    text = f"{len(failures)} of {n_images} image(s) could not be read or standardized:\n{listing}{more}"
+    if on_error == "raise":
+        raise CacheBuildError(text + "\nFix or remove them, or pass on_error='skip' to drop their rows.")
+    warnings.warn(text + "\nTheir rows are dropped.", stacklevel=3)

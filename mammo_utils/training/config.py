@@ -100,9 +100,7 @@ class TrainConfig:
         if self.verbose not in VERBOSITY:
             raise ValueError(f"verbose must be one of {VERBOSITY}, got {self.verbose!r}")
         if isinstance(self.strategy, str) and self.strategy.lower() != "mirrored":
-            raise ValueError(
-                f"strategy must be None, 'mirrored' or a tf.distribute.Strategy; got {self.strategy!r}"
-            )
+            raise ValueError(f"strategy must be None, 'mirrored' or a tf.distribute.Strategy; got {self.strategy!r}")
         if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
             raise ValueError(f"model_kwargs must be a dict or None, got {type(self.model_kwargs).__name__}")
 

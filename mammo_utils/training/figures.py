@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mammo_utils import paths
 
@@ -78,11 +79,12 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.2 * rows), squeeze=False)
     epochs = history["epoch"] + 1 if "epoch" in history else pd.Series(range(1, len(history) + 1))
-    for ax, (key, panel_title, ylabel) in zip(axes.ravel(), panels):
+    for ax, (key, panel_title, ylabel) in zip(axes.ravel()[: len(panels)], panels, strict=True):
         ax.plot(epochs, history[key], marker="o", ms=3, label="training")
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], marker="o", ms=3, label="validation")
         ax.set(title=panel_title, xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no 2.5 ticks
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in axes.ravel()[len(panels) :]:

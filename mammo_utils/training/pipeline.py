@@ -76,7 +76,7 @@ def class_weights(manifest: pd.DataFrame, target: str = "multitask") -> dict[str
     def table(values: np.ndarray, mask: np.ndarray) -> dict[int, float]:
         present = pd.Series(values[mask])
         counts = present.value_counts().sort_index()
-        return {int(k): float(len(present) / (len(counts) * c)) for k, c in counts.items()}
+        return {int(k): float(len(present) / (len(counts) * c)) for k, c in zip(counts.index, counts, strict=True)}
 
     if target == "joint":
         both = has_density & has_pathology
@@ -161,18 +161,7 @@ def make_dataset(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if isinstance(images, CachedImages):
-        manifest = images.manifest if manifest is None else manifest
-        pixels = images.uint8(manifest)
-    else:
-        if manifest is None:
-            raise ValueError("pass the manifest that goes with an image array")
-        pixels = np.asarray(images)
-        pixels = pixels[..., None] if pixels.ndim == 3 else pixels
-        if pixels.ndim != 4 or pixels.shape[-1] != 1 or len(pixels) != len(manifest):
-            raise ValueError(
-                f"images must be (N, H, W[, 1]) with N = len(manifest) = {len(manifest)}; got {pixels.shape}"
-            )
+    manifest, pixels = _pixels(images, manifest)
     keep, targets, weights = targets_and_weights(manifest, target, balance=balance and training)
     if not keep.all():
         need = "density and pathology" if target == "joint" else "a density or a pathology"
@@ -187,19 +176,35 @@ def make_dataset(
     # training drops a partial last batch (reshuffled each epoch, so every image still takes part): no
     # one-image BatchNorm batches, and one traced train step instead of two
     ds = ds.batch(batch_size, drop_remainder=training and len(pixels) >= batch_size)
+    return _to_float(ds, augment=training if augment is None else augment, seed=seed).prefetch(tf.data.AUTOTUNE)
+
+
+def _pixels(images: CachedImages | np.ndarray, manifest: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The manifest and its images as (N, H, W, 1), from the cache or a checked array aligned with the manifest."""
+    if isinstance(images, CachedImages):
+        manifest = images.manifest if manifest is None else manifest
+        return manifest, images.uint8(manifest)
+    if manifest is None:
+        raise ValueError("pass the manifest that goes with an image array")
+    pixels = np.asarray(images)
+    pixels = pixels[..., None] if pixels.ndim == 3 else pixels
+    if pixels.ndim != 4 or pixels.shape[-1] != 1 or len(pixels) != len(manifest):
+        raise ValueError(f"images must be (N, H, W[, 1]) with N = len(manifest) = {len(manifest)}; got {pixels.shape}")
+    return manifest, pixels
+
+
+def _to_float(ds: tf.data.Dataset, augment: bool, seed: int) -> tf.data.Dataset:
+    """Map the batches' images to float32 in [0, 1] (uint8 ÷ 255), augmented with seeded stateless keys if asked."""
+    import tensorflow as tf
 
     def to_float(x: tf.Tensor) -> tf.Tensor:
         return tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else tf.cast(x, tf.float32)
 
-    if training if augment is None else augment:
+    if augment:
         keys = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, keys)).map(
+        return tf.data.Dataset.zip((ds, keys)).map(
             lambda item, key: (augment_images(to_float(item[0]), key), *item[1:]),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-    else:
-        ds = ds.map(
-            lambda *item: (to_float(item[0]), *item[1:]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda *item: (to_float(item[0]), *item[1:]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

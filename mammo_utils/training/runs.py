@@ -1,4 +1,7 @@
-"""A run directory as a record: :class:`RunResult` and :func:`load_run` (made by :func:`mammo_utils.training.train.train`)."""
+"""A run directory as a record: :class:`RunResult` and :func:`load_run`.
+
+Run directories are made by :func:`mammo_utils.training.train.train`.
+"""
 
 from __future__ import annotations
 

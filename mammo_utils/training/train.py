@@ -30,8 +30,9 @@ import contextlib
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import keras
 import numpy as np
@@ -39,10 +40,11 @@ import pandas as pd
 
 from mammo_utils import paths
 from mammo_utils.datasets.splits import split_by_patient
-from mammo_utils.models.networks import MODEL_NAMES, build_model, compile_model, count_params
+from mammo_utils.models.networks import build_model, compile_model, count_params
 from mammo_utils.models.registry import Registry, current_run_dir
 from mammo_utils.paths import LATEST_FILE, runs_dir
-from mammo_utils.training.cache import STANDARDIZE_VERSION, build_cache
+from mammo_utils.training.cache import STANDARDIZE_VERSION, CachedImages, build_cache
+from mammo_utils.training.config import TrainConfig
 from mammo_utils.training.pipeline import class_weights, make_dataset
 from mammo_utils.training.runs import RunResult
 from mammo_utils.training.steps import (
@@ -132,158 +134,119 @@ def _point_latest(run_dir: Path) -> None:
     os.replace(tmp, root / LATEST_FILE)
 
 
-def train(
-    manifest: pd.DataFrame,
-    model: str = "default",
-    epochs: int = 30,
-    batch_size: int = 32,
-    image_size: int = 224,
-    seed: int = 42,
-    run_dir: str | os.PathLike[str] | None = None,
-    strategy: str | tf.distribute.Strategy | None = None,
-    learning_rate: float = 1e-3,
-    patience: int = 5,
-    fast: bool = False,
-    cache_dir: str | os.PathLike[str] | None = None,
-    verbose: int = 1,
-    steps_per_epoch: int | None = None,
-    balance: bool = True,
-    model_kwargs: dict[str, Any] | None = None,
-    callbacks: list[Any] | None = None,
-    initial_model: keras.Model | None = None,
-    point_latest: bool = True,
-    extra_params: dict[str, Any] | None = None,
-) -> RunResult:
-    """Train ``"default"``, ``"seed"`` or ``"transfer"`` on a manifest; write a run directory.
+@dataclass
+class _RunData:
+    """The rows, cache and datasets of a run, with the epochs and batch size it actually uses."""
 
-    Parameters
-    ----------
-    manifest : pandas.DataFrame
-        With ``split`` (if it is empty, :func:`~mammo_utils.datasets.splits.split_by_patient` assigns it with
-        ``seed``). Needs ``train`` and ``val`` rows; ``test`` rows are cached and recorded, not used.
-    model : {"default", "seed", "transfer"}
-    epochs, batch_size, image_size, learning_rate : int, int, int, float
-        ``image_size`` is the side of the square input; the seed's 201,933,704 parameters hold at 224 only.
-    seed : int
-        Seeds the split, weights, shuffling and augmentation.
-    run_dir : path, optional
-        Default ``models/runs/<timestamp>_<model>_<source>``. ``models/runs/LATEST`` is pointed at it.
-    strategy : None, "mirrored" or tf.distribute.Strategy
-        ``"mirrored"``: ``MirroredStrategy`` over the GPUs, else over all logical CPU devices.
-        ``batch_size`` is the global batch (split across replicas).
-    patience : int
-        Early stopping on ``val_loss``; the best weights are restored and checkpointed.
-    fast : bool
-        At most :data:`FAST_EPOCHS` epochs, :data:`FAST_MAX_TRAIN` training and :data:`FAST_MAX_VAL`
-        validation images; for the seed model at most :data:`FAST_SEED_STEPS` batches of each per epoch,
-        of at most :data:`FAST_SEED_BATCH` images.
-    cache_dir : path, optional
-        Image cache (default ``data/cache``, see :func:`~mammo_utils.training.cache.build_cache`).
-    verbose : int
-        0 silent, 1 progress bars (cache and Keras), 2 one line per epoch.
-    steps_per_epoch : int, optional
-        Batches per epoch; the training data then repeats. Default: one pass over the training rows.
-    balance : bool
-        Inverse-class-frequency sample weights (see :mod:`mammo_utils.training.pipeline`).
-    model_kwargs : dict, optional
-        Extra arguments for the model builder (e.g. ``{"width": 16}`` or ``{"weights": "imagenet"}``).
-    callbacks : list of keras.callbacks.Callback, optional
-        Extra callbacks for ``fit`` (e.g. a timer); they run after the built-in ones.
-    initial_model : keras.Model, optional
-        Start from this model (e.g. a loaded run's model, for fine-tuning) instead of building ``model``;
-        its layers' ``trainable`` flags are kept (freeze a backbone before calling). It is compiled afresh
-        with ``learning_rate``, and must match ``model`` (an 8-way ``"joint"`` output only for ``"seed"``).
-        Not combinable with ``strategy`` (its variables already exist outside the strategy's scope).
-    point_latest : bool
-        Point ``models/runs/LATEST`` at this run and make it the registry's current version
-        (:meth:`~mammo_utils.models.registry.Registry.adopt`); False for candidate runs that must not replace it.
-    extra_params : dict, optional
-        Merged into ``params.json`` (e.g. the parent run of a fine-tuned model).
+    frame: pd.DataFrame
+    cached: CachedImages
+    train_rows: pd.DataFrame
+    target: Literal["multitask", "joint"]
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset
+    epochs: int
+    batch_size: int
 
-    Returns
-    -------
-    RunResult
-    """
-    if model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
-    if epochs < 1 or batch_size < 1 or image_size < 32:
-        raise ValueError("epochs and batch_size must be positive and image_size at least 32")
-    if initial_model is not None:
-        check_initial_model(initial_model, model, image_size, strategy)
-    started = time.time()
-    deterministic = enable_determinism(seed)
-    requested_epochs, requested_batch = epochs, batch_size
-    frame = _prepare_split(manifest, seed)
-    if fast:
+
+def _select_rows(manifest: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, int, int]:
+    """The split manifest (capped in fast mode) and the epochs and batch size to train with."""
+    frame = _prepare_split(manifest, config.seed)
+    epochs, batch_size = config.epochs, config.batch_size
+    if config.fast:
         epochs = min(epochs, FAST_EPOCHS)
         max_train, max_val = FAST_MAX_TRAIN, FAST_MAX_VAL
-        if model == "seed":
+        if config.model == "seed":
             batch_size = min(batch_size, FAST_SEED_BATCH)
             max_train = max_val = FAST_SEED_STEPS * batch_size
-        frame = _cap(_cap(frame, "train", max_train, seed), "val", max_val, seed)
-    cached = build_cache(frame, cache_dir, size=(image_size, image_size), progress=verbose > 0, on_error="skip")
+        frame = _cap(_cap(frame, "train", max_train, config.seed), "val", max_val, config.seed)
+    return frame, epochs, batch_size
+
+
+def _load_data(manifest: pd.DataFrame, config: TrainConfig) -> _RunData:
+    """Cache the run's images and make its training and validation datasets."""
+    frame, epochs, batch_size = _select_rows(manifest, config)
+    size = (config.image_size, config.image_size)
+    cached = build_cache(frame, config.cache_dir, size=size, progress=config.verbose > 0, on_error="skip")
     frame = cached.manifest
     train_rows, val_rows = frame[frame["split"] == "train"], frame[frame["split"] == "val"]
     if train_rows.empty or val_rows.empty:
         raise ValueError(f"need training and validation rows; got {len(train_rows)} train, {len(val_rows)} val")
-    target = "joint" if model == "seed" else "multitask"
-    train_ds = make_dataset(cached, train_rows, target, batch_size, training=True, seed=seed, balance=balance)
+    target: Literal["multitask", "joint"] = "joint" if config.model == "seed" else "multitask"
+    seed = config.seed
+    train_ds = make_dataset(cached, train_rows, target, batch_size, training=True, seed=seed, balance=config.balance)
     val_ds = make_dataset(cached, val_rows, target, batch_size, training=False, seed=seed)
-    if steps_per_epoch is not None:
+    if config.steps_per_epoch is not None:
         train_ds = train_ds.repeat()
+    return _RunData(frame, cached, train_rows, target, train_ds, val_ds, epochs, batch_size)
 
-    run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(model, frame)
-    paths.ensure_dir(run_dir)
-    distribution = resolve_strategy(strategy)
+
+def _build_network(
+    config: TrainConfig, initial_model: keras.Model | None
+) -> tuple[keras.Model, tf.distribute.Strategy | None]:
+    """The compiled network (built afresh, or ``initial_model``) inside the distribution strategy's scope."""
+    distribution = resolve_strategy(config.strategy)
     scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
     with scope:
-        network = (
-            initial_model
-            if initial_model is not None
-            else build_model(model, input_shape=(image_size, image_size, 1), **(model_kwargs or {}))
-        )
-        compile_model(network, learning_rate=learning_rate)
-    params: dict[str, Any] = {
-        "model": model,
-        "epochs": epochs,
-        "requested_epochs": requested_epochs,
-        "batch_size": batch_size,
-        "requested_batch_size": requested_batch,
-        "image_size": image_size,
-        "seed": seed,
-        "learning_rate": learning_rate,
-        "patience": patience,
-        "fast": fast,
-        "steps_per_epoch": steps_per_epoch,
-        "balance": balance,
-        "target": target,
-        "model_kwargs": model_kwargs or {},
+        if initial_model is None:
+            shape = (config.image_size, config.image_size, 1)
+            network = build_model(config.model, input_shape=shape, **(config.model_kwargs or {}))
+        else:
+            network = initial_model
+        compile_model(network, learning_rate=config.learning_rate)
+    return network, distribution
+
+
+def _run_params(
+    config: TrainConfig,
+    data: _RunData,
+    run_dir: Path,
+    network: keras.Model,
+    distribution: tf.distribute.Strategy | None,
+    deterministic: bool,
+) -> dict[str, Any]:
+    """``params.json`` at the start of the run: the config, what was actually used, and the data."""
+    return {
+        **config.to_dict(),
+        "epochs": data.epochs,
+        "requested_epochs": config.epochs,
+        "batch_size": data.batch_size,
+        "requested_batch_size": config.batch_size,
+        "target": data.target,
         "strategy": type(distribution).__name__ if distribution is not None else None,
         "replicas": int(distribution.num_replicas_in_sync) if distribution is not None else 1,
         "deterministic_ops": deterministic,
-        "cache_dir": str(cached.cache_dir),
+        "cache_dir": str(data.cached.cache_dir),
         "cache_version": STANDARDIZE_VERSION,
         "n_params": count_params(network),
         "data": {
-            "sources": sorted({str(s) for s in frame["source"].dropna()}),
-            "splits": describe(frame),
-            "class_weights": class_weights(train_rows, target) if balance else None,
-            "failed_images": cached.failed,
+            "sources": sorted({str(s) for s in data.frame["source"].dropna()}),
+            "splits": describe(data.frame),
+            "class_weights": class_weights(data.train_rows, data.target) if config.balance else None,
+            "failed_images": data.cached.failed,
         },
         "run_dir": str(run_dir.resolve()),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "status": "running",
-        "initial_model": initial_model.name if initial_model is not None else None,
-        **(extra_params or {}),
     }
+
+
+def _write_run_files(run_dir: Path, params: dict[str, Any], data: _RunData) -> None:
+    """``params.json``, ``versions.json``, ``split.csv`` and ``standardization.csv`` (before fitting)."""
     write_json(run_dir / "params.json", params)
     write_json(run_dir / "versions.json", versions())
-    frame.to_csv(run_dir / "split.csv", index=False)
-    columns = ["image_path", "split", *[c for c in cached.records.columns if c not in ("image_path", "cache_file")]]
-    cached.standardization(frame)[columns].to_csv(run_dir / "standardization.csv", index=False)
+    data.frame.to_csv(run_dir / "split.csv", index=False)
+    records = data.cached.records.columns
+    columns = ["image_path", "split", *[c for c in records if c not in ("image_path", "cache_file")]]
+    data.cached.standardization(data.frame)[columns].to_csv(run_dir / "standardization.csv", index=False)
 
+
+def _fit(
+    network: keras.Model, data: _RunData, run_dir: Path, config: TrainConfig, callbacks: list[Any] | None
+) -> pd.DataFrame:
+    """Fit with early stopping, best-model checkpointing, LR halving and a CSV log; the history."""
     model_path = run_dir / "model.keras"
     model_path.unlink(missing_ok=True)  # a reused run_dir must not keep an older run's model
+    patience = config.patience
     fit_callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         BestModelCheckpoint(model_path, monitor="val_loss"),
@@ -292,30 +255,85 @@ def train(
         *(callbacks or []),
     ]
     network.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
+        data.train_ds,
+        validation_data=data.val_ds,
+        epochs=data.epochs,
+        steps_per_epoch=config.steps_per_epoch,
         callbacks=fit_callbacks,
-        verbose=verbose,
+        verbose=config.verbose,
         shuffle=False,
     )
     if not model_path.exists():  # val_loss was never finite: keep the last weights all the same
-        warnings.warn("validation loss never improved (NaN?); saving the last weights", stacklevel=2)
+        warnings.warn("validation loss never improved (NaN?); saving the last weights", stacklevel=3)
         keras.Model(network.input, network.output, name=network.name).save(model_path)
-    history = pd.read_csv(run_dir / "history.csv")
-    best = int(history["val_loss"].idxmin()) if history["val_loss"].notna().any() else len(history) - 1
-    params.update(
-        {
-            "status": "finished",
-            "epochs_trained": int(len(history)),
-            "best_epoch": int(history["epoch"].iloc[best]),
-            "best_val_loss": float(history["val_loss"].iloc[best]),
-            "duration_s": round(time.time() - started, 2),
-        }
-    )
+    return pd.read_csv(run_dir / "history.csv")
+
+
+def _outcome(history: pd.DataFrame, started: float) -> dict[str, Any]:
+    """The finished run's entries of ``params.json``: epochs trained, the best epoch and its loss, the duration."""
+    losses = history["val_loss"].to_numpy(dtype=float)
+    best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else len(history) - 1
+    return {
+        "status": "finished",
+        "epochs_trained": int(len(history)),
+        "best_epoch": int(history["epoch"].iloc[best]),
+        "best_val_loss": float(history["val_loss"].iloc[best]),
+        "duration_s": round(time.time() - started, 2),
+    }
+
+
+def train(
+    manifest: pd.DataFrame,
+    config: TrainConfig | None = None,
+    *,
+    callbacks: list[Any] | None = None,
+    initial_model: keras.Model | None = None,
+    extra_params: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train ``"default"``, ``"seed"`` or ``"transfer"`` on a manifest; write a run directory.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        With ``split`` (if it is empty, :func:`~mammo_utils.datasets.splits.split_by_patient` assigns it with
+        the config's ``seed``). Needs ``train`` and ``val`` rows; ``test`` rows are cached and recorded, not used.
+    config : TrainConfig, optional
+        What to train and how (default ``TrainConfig()``). In fast mode at most :data:`FAST_EPOCHS` epochs,
+        :data:`FAST_MAX_TRAIN` training and :data:`FAST_MAX_VAL` validation images; for the seed model at most
+        :data:`FAST_SEED_STEPS` batches of each per epoch, of at most :data:`FAST_SEED_BATCH` images.
+    callbacks : list of keras.callbacks.Callback, optional
+        Extra callbacks for ``fit`` (e.g. a timer); they run after the built-in ones.
+    initial_model : keras.Model, optional
+        Start from this model (e.g. a loaded run's model, for fine-tuning) instead of building ``config.model``;
+        its layers' ``trainable`` flags are kept (freeze a backbone before calling). It is compiled afresh
+        with the config's ``learning_rate``, and must match ``config.model`` (an 8-way ``"joint"`` output only
+        for ``"seed"``). Not combinable with a ``strategy`` (its variables already exist outside its scope).
+    extra_params : dict, optional
+        Merged into ``params.json`` (e.g. the parent run of a fine-tuned model).
+
+    Returns
+    -------
+    RunResult
+        ``params`` holds :meth:`TrainConfig.to_dict` with the values actually used (fast mode's epochs and batch
+        size; ``requested_epochs`` and ``requested_batch_size`` keep the asked-for ones), the data and the outcome.
+    """
+    config = config if config is not None else TrainConfig()
+    if initial_model is not None:
+        check_initial_model(initial_model, config.model, config.image_size, config.strategy)
+    started = time.time()
+    deterministic = enable_determinism(config.seed)
+    data = _load_data(manifest, config)
+    run_dir = Path(config.run_dir) if config.run_dir is not None else _new_run_dir(config.model, data.frame)
+    paths.ensure_dir(run_dir)
+    network, distribution = _build_network(config, initial_model)
+    params = _run_params(config, data, run_dir, network, distribution, deterministic)
+    params["initial_model"] = initial_model.name if initial_model is not None else None
+    params.update(extra_params or {})
+    _write_run_files(run_dir, params, data)
+    history = _fit(network, data, run_dir, config, callbacks)
+    params.update(_outcome(history, started))
     write_json(run_dir / "params.json", params)
-    if point_latest:
+    if config.point_latest:
         _point_latest(run_dir)
         Registry().adopt(run_dir)  # a model trained from scratch becomes the current version
     return RunResult(run_dir, network, history, params)
@@ -360,4 +378,5 @@ def ensure_run(
     from mammo_utils.datasets.catalog import load as load_dataset
 
     manifest = split_by_patient(load_dataset("synthetic", fast=True, seed=seed), seed=seed)
-    return train(manifest, model="default", fast=True, seed=seed, verbose=verbose).run_dir, True
+    config = TrainConfig(model="default", fast=True, seed=seed, verbose=verbose)
+    return train(manifest, config).run_dir, True

@@ -47,6 +47,7 @@ def label_balance(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 def label_balance_figure(balance: pd.DataFrame, title: str) -> Figure:
     """Grouped bars of :func:`label_balance` (fractions), one colour per data set."""
     shares = balance.drop(index="n images")
+    counts = {str(name): int(n) for name, n in zip(balance.columns, balance.loc["n images"].to_numpy(), strict=True)}
     fig, ax = plt.subplots(figsize=(9, 3.6))
     width = 0.8 / max(len(shares.columns), 1)
     x = np.arange(len(shares.index))
@@ -55,7 +56,7 @@ def label_balance_figure(balance: pd.DataFrame, title: str) -> Figure:
             x + (i - (len(shares.columns) - 1) / 2) * width,
             shares[name],
             width,
-            label=f"{name} (n = {int(balance.loc['n images', name])})",
+            label=f"{name} (n = {counts[str(name)]})",
         )
     ax.set_xticks(x, shares.index, rotation=30, ha="right")
     ax.set_ylabel("share of images (fraction)")
@@ -71,7 +72,7 @@ def gate_figure(decision: GateDecision, title: str) -> Figure:
     table = decision.table()
     metrics = list(dict.fromkeys(table["metric"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         rows = table[table["metric"] == metric].reset_index(drop=True)
         x = np.arange(len(rows))
         for offset, who, colour in ((-0.12, "current", "#607d8b"), (0.12, "candidate", "#1565c0")):
@@ -81,7 +82,11 @@ def gate_figure(decision: GateDecision, title: str) -> Figure:
             err = np.vstack([np.nan_to_num(value - low), np.nan_to_num(high - value)])
             ax.errorbar(x + offset, value, yerr=err, fmt="o", color=colour, capsize=3, label=who)
         ax.set_xticks(
-            x, [f"{p}\n(n = {int(n)})" if pd.notna(n) else str(p) for p, n in zip(rows["part"], rows["n_images"])]
+            x,
+            [
+                f"{p}\n(n = {int(n)})" if pd.notna(n) else str(p)
+                for p, n in zip(rows["part"], rows["n_images"], strict=True)
+            ],
         )
         ax.set_title(_METRIC_TITLES.get(metric, metric))
         ax.set_ylabel(f"{_METRIC_TITLES.get(metric, metric)} (95 % CI)")

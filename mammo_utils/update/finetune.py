@@ -14,10 +14,10 @@ forgetting the old:
 Data: the submissions are split **by patient** into train / val / held-out (``held_out_fraction``, kept out of
 training for the gate); validation = the base run's validation rows + the submissions' val slice; the held-out
 ``test`` rows = the base run's test split + the held-out submissions. Rows missing one label still train the other
-head (the pipeline masks it, see :func:`~mammo_utils.training.pipeline.targets_and_weights`); rows with no label at all are
-left out. Every row carries :data:`~mammo_utils.update.gate.ORIGIN_COLUMN` (``submission`` / ``replay`` / ``base``), and
-submission patient IDs get the prefix ``"submission:"``, so a submitter's ``P1`` is never taken for the original data
-set's ``P1`` (e.g. in the patient-level bootstrap, or the val/test overlap check).
+head (the pipeline masks it, see :func:`~mammo_utils.training.pipeline.targets_and_weights`); rows with no label at
+all are left out. Every row carries :data:`~mammo_utils.update.gate.ORIGIN_COLUMN` (``submission`` / ``replay`` /
+``base``), and submission patient IDs get the prefix ``"submission:"``, so a submitter's ``P1`` is never taken for
+the original data set's ``P1`` (e.g. in the patient-level bootstrap, or the val/test overlap check).
 
 The candidate's run directory is a normal run directory (``model.keras``, ``history.csv`` with a ``phase`` column,
 ``params.json`` with ``base_run`` and a ``finetune`` section, ``split.csv`` ...), so ``evaluate_run`` and the
@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from mammo_utils.models.networks import BACKBONE_LAYER, LAST_CONV_LAYER, load_mo
 from mammo_utils.models.records import data_hash
 from mammo_utils.models.registry import ModelVersion, Registry, current_run_dir
 from mammo_utils.paths import runs_dir
+from mammo_utils.training.config import TrainConfig
 from mammo_utils.training.runs import load_run
 from mammo_utils.training.steps import unique_run_dir, write_json
 from mammo_utils.training.train import train
@@ -226,129 +227,180 @@ def finetune_manifest(
 
 
 # ------------------------------------------------------------------------------------------- training
-def finetune(
-    submissions: pd.DataFrame,
-    *,
-    base_run: str | os.PathLike[str] | None = None,
-    replay: pd.DataFrame | None = None,
-    replay_fraction: float = 0.5,
-    n_replay: int | None = None,
-    held_out_fraction: float = 0.25,
-    val_fraction: float = 0.15,
-    epochs_heads: int = 5,
-    epochs_unfreeze: int = 0,
-    unfreeze_top_n: int | None = DEFAULT_UNFREEZE_TOP_N,
-    lr_heads: float = 1e-3,
-    lr_unfreeze: float = 1e-4,
-    batch_size: int = 16,
-    patience: int = 3,
-    fast: bool = False,
-    seed: int = 42,
-    run_dir: str | os.PathLike[str] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    verbose: int = 0,
-    parent_version: str | None = None,
-) -> FinetuneResult:
-    """Fine-tune the base run's model on ``submissions`` + replay (see the module notes).
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How :func:`finetune` updates a base run's model (checked when it is made; see the module notes).
 
-    Parameters
+    Attributes
     ----------
-    submissions : pandas.DataFrame
-        Labelled manifest rows (e.g. ``Store().manifest(status="accepted")``, or a synthetic manifest).
     base_run : path, optional
-        Default :func:`~mammo_utils.models.registry.current_run_dir` (the registry's current version, else the latest run).
-    replay, replay_fraction, n_replay, held_out_fraction, val_fraction
-        See :func:`finetune_manifest`.
+        Default :func:`~mammo_utils.models.registry.current_run_dir` (the registry's current version, else the
+        latest run). :func:`update` sets it to the current version's run.
+    replay_fraction, n_replay, held_out_fraction, val_fraction
+        See :func:`finetune_manifest`: ``replay_fraction`` in [0, 1), ``n_replay`` >= 0 (overrides it), the two
+        fractions of submission patients in [0, 1) with a sum below 1.
     epochs_heads, epochs_unfreeze : int
-        Epochs of each phase (``epochs_unfreeze=0`` skips the second). Fast mode caps each at 2.
+        Epochs of each phase (``epochs_heads`` >= 1; ``epochs_unfreeze=0`` skips the second). Fast mode caps each at 2.
     unfreeze_top_n : int or None
         Backbone layers trained in the unfreeze phase (None = all).
     lr_heads, lr_unfreeze : float
-        Learning rates (the second should be lower).
+        Learning rates (positive; the second should be lower).
     batch_size, patience, fast, seed, cache_dir, verbose
-        As in :func:`~mammo_utils.training.train.train`; the same seed gives the same candidate.
+        As in :class:`~mammo_utils.training.config.TrainConfig`; the same seed gives the same candidate.
     run_dir : path, optional
         Default ``models/runs/<timestamp>_finetune_<model>``.
     parent_version : str, optional
-        The registry version of the base run, recorded in ``params.json``.
+        The registry version of the base run, recorded in ``params.json`` (:func:`update` sets it).
+
+    Raises
+    ------
+    ValueError
+        On a number out of range.
     """
-    if epochs_heads < 1 or epochs_unfreeze < 0:
-        raise ValueError(f"epochs_heads must be >= 1 and epochs_unfreeze >= 0; got {epochs_heads}, {epochs_unfreeze}")
-    if lr_heads <= 0 or lr_unfreeze <= 0:
-        raise ValueError(f"learning rates must be positive; got lr_heads={lr_heads}, lr_unfreeze={lr_unfreeze}")
-    base_dir = Path(base_run) if base_run is not None else current_run_dir()
-    keras.utils.set_random_seed(seed)  # dropout layers draw their seeds when the model is built (loaded)
-    base = load_run(base_dir, compile=False)
-    manifest = finetune_manifest(
+
+    base_run: str | os.PathLike[str] | None = None
+    replay_fraction: float = 0.5
+    n_replay: int | None = None
+    held_out_fraction: float = 0.25
+    val_fraction: float = 0.15
+    epochs_heads: int = 5
+    epochs_unfreeze: int = 0
+    unfreeze_top_n: int | None = DEFAULT_UNFREEZE_TOP_N
+    lr_heads: float = 1e-3
+    lr_unfreeze: float = 1e-4
+    batch_size: int = 16
+    patience: int = 3
+    fast: bool = False
+    seed: int = 42
+    run_dir: str | os.PathLike[str] | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    verbose: int = 0
+    parent_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs_heads < 1 or self.epochs_unfreeze < 0:
+            raise ValueError(
+                f"epochs_heads must be >= 1 and epochs_unfreeze >= 0; got {self.epochs_heads}, {self.epochs_unfreeze}"
+            )
+        if not (self.lr_heads > 0 and self.lr_unfreeze > 0):
+            raise ValueError(
+                f"learning rates must be positive; got lr_heads={self.lr_heads}, lr_unfreeze={self.lr_unfreeze}"
+            )
+        if not 0 <= self.replay_fraction < 1:
+            raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction!r}")
+        if self.n_replay is not None and self.n_replay < 0:
+            raise ValueError(f"n_replay must be >= 0 or None, got {self.n_replay!r}")
+        if not (0 <= self.held_out_fraction < 1 and 0 <= self.val_fraction < 1):
+            raise ValueError(
+                "held_out_fraction and val_fraction must be in [0, 1); "
+                f"got {self.held_out_fraction}, {self.val_fraction}"
+            )
+        if self.held_out_fraction + self.val_fraction >= 1:
+            raise ValueError("held_out_fraction + val_fraction must be below 1 (some submissions must train)")
+        if self.unfreeze_top_n is not None and self.unfreeze_top_n < 0:
+            raise ValueError(f"unfreeze_top_n must be >= 0 or None, got {self.unfreeze_top_n!r}")
+        if self.batch_size < 1 or self.patience < 0:
+            raise ValueError(f"batch_size must be >= 1 and patience >= 0; got {self.batch_size}, {self.patience}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON values (paths as strings)."""
+        out = {field.name: getattr(self, field.name) for field in fields(self)}
+        for key in ("base_run", "run_dir", "cache_dir"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
+
+    def phase_plan(self) -> list[tuple[str, int, float]]:
+        """``(phase, epochs, learning rate)`` per phase to run: heads, then unfreeze if it has epochs."""
+        plan = [("heads", self.epochs_heads, self.lr_heads)]
+        return plan + ([("unfreeze", self.epochs_unfreeze, self.lr_unfreeze)] if self.epochs_unfreeze else [])
+
+
+def _phase_config(
+    config: FinetuneConfig, base_params: dict[str, Any], folder: Path, epochs: int, lr: float
+) -> TrainConfig:
+    """The :class:`TrainConfig` of one phase: the base run's model and image size, the candidate's folder."""
+    return TrainConfig(
+        model=str(base_params["model"]),
+        epochs=epochs,
+        batch_size=config.batch_size,
+        image_size=int(base_params["image_size"]),
+        seed=config.seed,
+        run_dir=folder,
+        learning_rate=lr,
+        patience=config.patience,
+        fast=config.fast,
+        cache_dir=config.cache_dir,
+        verbose=config.verbose,
+        point_latest=False,
+    )
+
+
+def _mix(
+    submissions: pd.DataFrame, base_dir: Path, replay: pd.DataFrame | None, config: FinetuneConfig
+) -> pd.DataFrame:
+    """:func:`finetune_manifest` with the config's fractions and seed."""
+    return finetune_manifest(
         submissions,
         read_split(base_dir),
         replay,
-        replay_fraction=replay_fraction,
-        n_replay=n_replay,
-        held_out_fraction=held_out_fraction,
-        val_fraction=val_fraction,
-        seed=seed,
+        replay_fraction=config.replay_fraction,
+        n_replay=config.n_replay,
+        held_out_fraction=config.held_out_fraction,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
     )
-    name, size = str(base.params["model"]), int(base.params["image_size"])
-    folder = Path(run_dir) if run_dir is not None else unique_run_dir(runs_dir(), f"finetune_{name}")
+
+
+def _finetune_info(config: FinetuneConfig, base_dir: Path, manifest: pd.DataFrame) -> dict[str, Any]:
+    """The ``finetune`` section of ``params.json`` before training: base run, rows per split and origin, config."""
     counts = manifest.groupby(["split", ORIGIN_COLUMN]).size()
-    info = {
+    settings = [*("replay_fraction", "n_replay", "held_out_fraction", "val_fraction", "epochs_heads")]
+    settings += ["epochs_unfreeze", "unfreeze_top_n", "lr_heads", "lr_unfreeze"]
+    return {
         "base_run": str(base_dir.resolve()),
-        "parent_version": parent_version,
+        "parent_version": config.parent_version,
         "phases": [],
-        "rows": {f"{s}/{o}": int(n) for (s, o), n in counts.items()},
-        "settings": {
-            "replay_fraction": replay_fraction,
-            "n_replay": n_replay,
-            "held_out_fraction": held_out_fraction,
-            "val_fraction": val_fraction,
-            "epochs_heads": epochs_heads,
-            "epochs_unfreeze": epochs_unfreeze,
-            "unfreeze_top_n": unfreeze_top_n,
-            "lr_heads": lr_heads,
-            "lr_unfreeze": lr_unfreeze,
-        },
+        "rows": {f"{s}/{o}": int(n) for (s, o), n in zip(counts.index, counts, strict=True)},
+        "settings": {key: getattr(config, key) for key in settings},
+        "config": config.to_dict(),
     }
-    common = {
-        "model": name,
-        "batch_size": batch_size,
-        "image_size": size,
-        "seed": seed,
-        "run_dir": folder,
-        "patience": patience,
-        "fast": fast,
-        "cache_dir": cache_dir,
-        "verbose": verbose,
-        "point_latest": False,
-    }
-    plan = [("heads", epochs_heads, lr_heads)] + (
-        [("unfreeze", epochs_unfreeze, lr_unfreeze)] if epochs_unfreeze else []
-    )
-    network, histories, best = base.model, [], {}
-    for phase, epochs, lr in plan:
-        set_finetune_trainable(network, phase, unfreeze_top_n)
+
+
+def _train_phases(
+    manifest: pd.DataFrame, network: keras.Model, config: FinetuneConfig, base_params: dict[str, Any], folder: Path
+) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
+    """Run each phase from the previous phase's best model; each phase's best is kept as ``model_<phase>.keras``."""
+    histories, phases = [], []
+    base_run = str(Path(config.base_run).resolve()) if config.base_run is not None else None
+    for phase, epochs, lr in config.phase_plan():
+        set_finetune_trainable(network, phase, config.unfreeze_top_n)
         result = train(
             manifest,
-            epochs=epochs,
-            learning_rate=lr,
+            _phase_config(config, base_params, folder, epochs, lr),
             initial_model=network,
-            extra_params={"base_run": info["base_run"], "finetune_phase": phase},
-            **common,
+            extra_params={"base_run": base_run, "finetune_phase": phase},
         )
         shutil.copyfile(folder / "model.keras", folder / f"model_{phase}.keras")
-        keras.utils.set_random_seed(seed)
+        keras.utils.set_random_seed(config.seed)
         network = load_model(folder / "model.keras", compile=False)  # the phase's best weights, not its last ones
         histories.append(result.history.assign(phase=phase))
-        best[phase] = float(result.params["best_val_loss"])
-        info["phases"].append(
+        phases.append(
             {
                 "phase": phase,
                 "epochs_trained": result.params["epochs_trained"],
                 "learning_rate": lr,
-                "best_val_loss": best[phase],
+                "best_val_loss": float(result.params["best_val_loss"]),
                 "trainable_params": result.params["n_params"]["trainable"],
             }
         )
+    return histories, phases
+
+
+def _keep_best_phase(
+    folder: Path, histories: list[pd.DataFrame], phases: list[dict[str, Any]], info: dict[str, Any], model: str
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Make the phase with the lowest validation loss the candidate; write the joint history and ``params.json``."""
+    best = {entry["phase"]: entry["best_val_loss"] for entry in phases}
     kept = min(best, key=lambda phase: (best[phase], PHASES.index(phase)))
     shutil.copyfile(folder / f"model_{kept}.keras", folder / "model.keras")
     history = pd.concat(histories, ignore_index=True)
@@ -357,16 +409,49 @@ def finetune(
     params = json.loads((folder / "params.json").read_text(encoding="utf-8"))
     params.update(
         {
-            "model": name,
+            "model": model,
             "epochs_trained": len(history),
             "best_val_loss": best[kept],
             "finetune_phase": kept,
-            "finetune": info | {"kept_phase": kept},
+            "finetune": info | {"phases": phases, "kept_phase": kept},
         }
     )
     write_json(folder / "params.json", params)
-    model = load_model(folder / "model.keras", compile=False)
-    return FinetuneResult(folder, model, history, params, base_dir, read_split(folder))
+    return params, history
+
+
+def finetune(
+    submissions: pd.DataFrame, config: FinetuneConfig | None = None, *, replay: pd.DataFrame | None = None
+) -> FinetuneResult:
+    """Fine-tune the base run's model on ``submissions`` + replay (see the module notes).
+
+    Parameters
+    ----------
+    submissions : pandas.DataFrame
+        Labelled manifest rows (e.g. ``Store().manifest(status="accepted")``, or a synthetic manifest).
+    config : FinetuneConfig, optional
+        Default ``FinetuneConfig()``: the registry's current version, heads phase only. It is saved in the
+        candidate's ``params.json`` (``finetune.config``).
+    replay : pandas.DataFrame, optional
+        Replay pool (default: the base run's training rows; see :func:`finetune_manifest`).
+
+    Returns
+    -------
+    FinetuneResult
+    """
+    config = config if config is not None else FinetuneConfig()
+    base_dir = Path(config.base_run) if config.base_run is not None else current_run_dir()
+    config = replace(config, base_run=base_dir)
+    keras.utils.set_random_seed(config.seed)  # dropout layers draw their seeds when the model is built (loaded)
+    base = load_run(base_dir, compile=False)
+    manifest = _mix(submissions, base_dir, replay, config)
+    model = str(base.params["model"])
+    folder = Path(config.run_dir) if config.run_dir is not None else unique_run_dir(runs_dir(), f"finetune_{model}")
+    info = _finetune_info(config, base_dir, manifest)
+    histories, phases = _train_phases(manifest, base.model, config, base.params, folder)
+    params, history = _keep_best_phase(folder, histories, phases, info, model)
+    candidate = load_model(folder / "model.keras", compile=False)
+    return FinetuneResult(folder, candidate, history, params, base_dir, read_split(folder))
 
 
 # --------------------------------------------------------------------------------------------- update
@@ -385,38 +470,69 @@ class UpdateResult:
         return self.version.status == "current"
 
 
-def update(
-    submissions: pd.DataFrame,
-    *,
-    registry: Registry | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
-    n_boot: int = 200,
-    hash_content: bool = True,
-    **finetune_kwargs: Any,
-) -> UpdateResult:
-    """Fine-tune the current version on ``submissions``, gate it and register it (promoted or rejected).
-
-    The registry is first seeded with the latest training run as v1 if it is empty
-    (:meth:`Registry.ensure_initial`). ``finetune_kwargs`` go to :func:`finetune` (``base_run`` is the current
-    version's run and cannot be given). The new version's metrics are the candidate's gate metrics on the
-    combined held-out rows; its data hash covers the candidate's training rows (submissions + replay).
-    """
-    if "base_run" in finetune_kwargs:
-        raise TypeError("update() fine-tunes the current version; roll back first to fine-tune another one")
-    registry = registry or Registry()
+def _current_version(registry: Registry, config: FinetuneConfig, hash_content: bool) -> ModelVersion:
+    """The registry's current version (v1 = the latest run if the registry is empty), with its model on disk."""
+    if config.base_run is not None or config.parent_version is not None:
+        raise ValueError(
+            "update() fine-tunes the registry's current version and sets base_run and parent_version itself; "
+            "leave them None (roll back first to fine-tune another version)"
+        )
     base = registry.ensure_initial(content=hash_content)
     if not base.model_path.is_file():
         raise FileNotFoundError(
             f"the current version {base.version} has no model at {base.model_path}; roll back to another version first"
         )
-    result = finetune(submissions, base_run=base.run_dir, parent_version=base.version, **finetune_kwargs)
+    return base
+
+
+def update(
+    submissions: pd.DataFrame,
+    config: FinetuneConfig | None = None,
+    *,
+    registry: Registry | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    n_boot: int = 200,
+    hash_content: bool = True,
+    replay: pd.DataFrame | None = None,
+) -> UpdateResult:
+    """Fine-tune the current version on ``submissions``, gate it and register it (promoted or rejected).
+
+    The registry is first seeded with the latest training run as v1 if it is empty
+    (:meth:`Registry.ensure_initial`). ``config`` and ``replay`` go to :func:`finetune`, with ``base_run`` and
+    ``parent_version`` set to the current version (so the config must leave them None). The new version's
+    metrics are the candidate's gate metrics on the combined held-out rows; its data hash covers the
+    candidate's training rows (submissions + replay).
+
+    Parameters
+    ----------
+    submissions : pandas.DataFrame
+        Labelled manifest rows (e.g. ``Store().manifest(status="accepted")``).
+    config : FinetuneConfig, optional
+        Default ``FinetuneConfig()``.
+    registry : Registry, optional
+        Default ``Registry()``.
+    tolerance, n_boot
+        The gate's allowed drop per metric and its bootstrap replicates
+        (see :func:`~mammo_utils.update.gate.evaluate_gate`).
+    hash_content : bool
+        Hash the training images' bytes (not only their paths) in the data hash.
+    replay : pandas.DataFrame, optional
+        Replay pool (default: the base run's training rows).
+
+    Raises
+    ------
+    ValueError
+        If ``config`` names a ``base_run`` or ``parent_version``.
+    FileNotFoundError
+        If the current version's model file is missing.
+    """
+    config = config if config is not None else FinetuneConfig()
+    registry = registry or Registry()
+    base = _current_version(registry, config, hash_content)
+    config = replace(config, base_run=base.run_dir, parent_version=base.version)
+    result = finetune(submissions, config, replay=replay)
     decision = evaluate_gate(
-        result.run_dir,
-        base.run_dir,
-        tolerance=tolerance,
-        n_boot=n_boot,
-        seed=int(finetune_kwargs.get("seed", 42)),
-        cache_dir=finetune_kwargs.get("cache_dir"),
+        result.run_dir, base.run_dir, tolerance=tolerance, n_boot=n_boot, seed=config.seed, cache_dir=config.cache_dir
     )
     train_rows = result.split[result.split["split"] == "train"]
     version = registry.register(
@@ -432,6 +548,7 @@ def update(
 
 __all__ = [
     "DEFAULT_UNFREEZE_TOP_N",
+    "FinetuneConfig",
     "FinetuneResult",
     "UpdateResult",
     "backbone_layers",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mammo_utils import labels
@@ -169,16 +170,29 @@ def decide(
     return GateDecision(all(passed), reasons, current, candidate, tolerance)
 
 
-def _predict(
+def _predict_held_out(
     run_dir: Path, rows: pd.DataFrame, cache_dir: str | os.PathLike[str] | None, batch_size: int
 ) -> pd.DataFrame:
-    """The run's model's predictions table for ``rows`` (unreadable images raise)."""
+    """The run's model's predictions table for ``rows`` (unreadable images raise), in one ``predict`` call.
+
+    The model is loaded once and predicts every row in batches of one shape (the last batch is padded with
+    blank images, whose outputs are dropped), so Keras traces its predict function once per model instead of
+    once per loaded model, split and partial last batch (which set off TensorFlow's retracing warnings).
+    """
     run = load_run(run_dir, compile=False)
     size = int(run.params["image_size"])
     cached = build_cache(
         rows, cache_dir if cache_dir is not None else run.params.get("cache_dir"), size=(size, size), progress=False
     )
-    out = predict_cached(run.model, cached.images(rows), batch_size)
+    images = cached.images(rows)
+    batch = max(1, min(batch_size, len(images)))
+    padding = -len(images) % batch
+    if padding:
+        images = np.concatenate([images, np.zeros((padding, *images.shape[1:]), dtype=images.dtype)])
+    out = {
+        key: None if value is None else value[: len(rows)]
+        for key, value in predict_cached(run.model, images, batch).items()
+    }
     return predictions_frame(rows, out["density"], out["malignancy"], out["joint"])
 
 
@@ -192,7 +206,7 @@ def held_out_rows(split: pd.DataFrame) -> pd.DataFrame:
     rows[ORIGIN_COLUMN] = [("base" if labels.is_missing(o) else str(o)) for o in origin]
     patients = rows["patient_id"].where(rows["patient_id"].notna(), rows["image_path"])
     rows["patient_id"] = [
-        p if str(p).startswith(f"{o}:") else f"{o}:{p}" for o, p in zip(rows[ORIGIN_COLUMN], patients)
+        p if str(p).startswith(f"{o}:") else f"{o}:{p}" for o, p in zip(rows[ORIGIN_COLUMN], patients, strict=True)
     ]
     return rows
 
@@ -203,6 +217,40 @@ def _part_rows(test: pd.DataFrame, part: str) -> pd.DataFrame:
     if part == "base_test":
         return test[test[ORIGIN_COLUMN] != "submission"]
     return test
+
+
+def _gate_rows(held_out: pd.DataFrame) -> pd.DataFrame:
+    """The held-out rows (:func:`held_out_rows`), refusing a set without validation or test rows."""
+    rows = held_out_rows(held_out)
+    n_val, n_test = int((rows["split"] == "val").sum()), int((rows["split"] == "test").sum())
+    if not n_val or not n_test:
+        raise ValueError(f"the gate needs validation and held-out test rows; got {n_val} val, {n_test} test")
+    return rows
+
+
+def _evaluate_parts(
+    predictions: pd.DataFrame, n_boot: int, seed: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """One model's metrics per part (:data:`PARTS`) of the test rows, and per part its size and headline metrics."""
+    val = predictions[predictions["split"] == "val"].drop(columns=ORIGIN_COLUMN).reset_index(drop=True)
+    test = predictions[predictions["split"] == "test"].reset_index(drop=True)
+    metrics: dict[str, dict[str, Any]] = {}
+    parts: dict[str, dict[str, Any]] = {}
+    for part in PARTS:
+        rows = _part_rows(test, part).reset_index(drop=True)
+        parts[part] = {"n_images": len(rows), "n_patients": int(rows["patient_id"].nunique()), "metrics": None}
+        if not rows.empty:
+            metrics[part] = evaluate_predictions(rows, val, n_boot=n_boot, seed=seed, split=f"held-out {part}")
+            parts[part]["metrics"] = headline_metrics(metrics[part])
+    return metrics, parts
+
+
+def _write_decision(decision: GateDecision, run_dir: Path) -> None:
+    """Write the decision to ``gate.json`` in ``run_dir`` (atomically)."""
+    text = json.dumps(decision.to_dict(), indent=2, allow_nan=False) + "\n"
+    tmp = run_dir / f".{GATE_FILE}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, run_dir / GATE_FILE)
 
 
 def evaluate_gate(
@@ -224,9 +272,9 @@ def evaluate_gate(
     candidate_run, current_run : path
         Run directories (``model.keras`` + ``params.json``); each model predicts at its own image size.
     held_out : pandas.DataFrame, optional
-        Rows with ``split`` ``"val"`` (threshold and calibration, as in :func:`~mammo_utils.evaluation.report.evaluate_predictions`) and
-        ``"test"`` (the gate's held-out set), and optionally :data:`ORIGIN_COLUMN`. Default: the candidate's
-        ``split.csv``.
+        Rows with ``split`` ``"val"`` (threshold and calibration, as in
+        :func:`~mammo_utils.evaluation.report.evaluate_predictions`) and ``"test"`` (the gate's held-out set), and
+        optionally :data:`ORIGIN_COLUMN`. Default: the candidate's ``split.csv``.
     tolerance : float
     n_boot, seed : int
         Patient-level bootstrap replicates for the CIs, and their seed.
@@ -242,38 +290,23 @@ def evaluate_gate(
         If there are no validation rows or no test rows.
     """
     candidate_run, current_run = Path(candidate_run), Path(current_run)
-    rows = held_out_rows(read_split(candidate_run) if held_out is None else held_out)
-    val, test = rows[rows["split"] == "val"], rows[rows["split"] == "test"]
-    if val.empty or test.empty:
-        raise ValueError(f"the gate needs validation and held-out test rows; got {len(val)} val, {len(test)} test")
-    metrics: dict[str, dict[str, Any]] = {"current": {}, "candidate": {}}
+    rows = _gate_rows(read_split(candidate_run) if held_out is None else held_out)
+    metrics: dict[str, dict[str, Any]] = {}
     parts: dict[str, Any] = {}
     for who, run_dir in (("current", current_run), ("candidate", candidate_run)):
-        val_preds = _predict(run_dir, val.reset_index(drop=True), cache_dir, batch_size)
-        test_preds = _predict(run_dir, test.reset_index(drop=True), cache_dir, batch_size)
-        test_preds[ORIGIN_COLUMN] = test[ORIGIN_COLUMN].to_numpy()
-        for part in PARTS:
-            part_preds = _part_rows(test_preds, part).reset_index(drop=True)
-            entry = parts.setdefault(
-                part, {"n_images": len(part_preds), "n_patients": int(part_preds["patient_id"].nunique())}
-            )
-            if part_preds.empty:
-                entry[who] = None
-                continue
-            metrics[who][part] = evaluate_predictions(
-                part_preds, val_preds, n_boot=n_boot, seed=seed, split=f"held-out {part}"
-            )
-            entry[who] = headline_metrics(metrics[who][part])
+        predictions = _predict_held_out(run_dir, rows, cache_dir, batch_size)
+        predictions[ORIGIN_COLUMN] = rows[ORIGIN_COLUMN].to_numpy()
+        metrics[who], model_parts = _evaluate_parts(predictions, n_boot, seed)
+        for part, entry in model_parts.items():
+            sizes = {"n_images": entry["n_images"], "n_patients": entry["n_patients"]}
+            parts.setdefault(part, sizes)[who] = entry["metrics"]
     decision = decide(metrics["current"][DECIDED_ON], metrics["candidate"][DECIDED_ON], tolerance)
     decision.parts = parts
     for part in PARTS[:-1]:
         if not parts[part]["n_images"]:
             decision.reasons.append(f"note: no held-out {part.replace('_', ' ')} rows; the gate used the others only")
     if write:
-        text = json.dumps(decision.to_dict(), indent=2, allow_nan=False) + "\n"
-        tmp = candidate_run / f".{GATE_FILE}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, candidate_run / GATE_FILE)
+        _write_decision(decision, candidate_run)
     return decision
 
 

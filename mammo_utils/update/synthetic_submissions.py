@@ -2,9 +2,9 @@
 
 No user has submitted anything on a fresh machine, so ``notebooks/05_update_model.ipynb`` plays the users: it draws
 a synthetic set whose density mix differs from the training data (:data:`SHIFTED_DENSITY_MIX`, mostly dense
-breasts), submits every image through :meth:`mammo_utils.submissions.store.Store.submit` (de-identification, deduplication and
-all), withholds some labels as real submitters would, and then plays the reviewer who accepts labelled submissions.
-Everything here is synthetic and called so.
+breasts), submits every image through :meth:`mammo_utils.submissions.store.Store.submit` (de-identification,
+deduplication and all), withholds some labels as real submitters would, and then plays the reviewer who accepts
+labelled submissions. Everything here is synthetic and called so.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mammo_utils import paths
+from mammo_utils import labels, paths
 from mammo_utils.datasets.synthetic import generate_synthetic
 from mammo_utils.submissions.store import Store
 
@@ -66,34 +67,31 @@ def submit_synthetic(
     folder = Path(out_dir) if out_dir is not None else paths.data_dir() / f"synthetic_submissions_{seed}_{n}"
     images = generate_synthetic(folder, n=n, seed=seed, density_probabilities=density_mix, workers=None)
     withheld = np.random.default_rng(seed).random(len(images)) < unlabelled_fraction
-    rows = []
-    for (_, image), no_label in tqdm(
-        zip(images.iterrows(), withheld),
-        total=len(images),
-        disable=not progress,
-        desc="Submitting synthetic images",
-        unit="img",
-    ):
-        density = None if no_label or pd.isna(image["density"]) else int(image["density"])
-        pathology = None if no_label or pd.isna(image["pathology"]) else str(image["pathology"])
-        stored = store.submit(
-            image["image_path"],
-            filename=Path(image["image_path"]).name,
-            density=density,
-            pathology=pathology,
-            consent=True,
-            submitter=SUBMITTER,
-        )
-        rows.append(
-            {
-                "image_path": image["image_path"],
-                "density": density,
-                "pathology": pathology,
-                "submission_id": stored.id,
-                "duplicate": stored.duplicate,
-            }
-        )
-    return pd.DataFrame(rows)
+    records: list[dict[str, Any]] = [{str(k): v for k, v in row.items()} for row in images.to_dict("records")]
+    pairs = zip(records, withheld, strict=True)
+    bar = tqdm(pairs, total=len(images), disable=not progress, desc="Submitting synthetic images", unit="img")
+    return pd.DataFrame([_submit_one(store, image, bool(no_label)) for image, no_label in bar])
+
+
+def _submit_one(store: Store, image: dict[str, Any], withhold_labels: bool) -> dict[str, Any]:
+    """Submit one synthetic image with consent (its labels, or none); what was sent and the submission's id."""
+    density = None if withhold_labels or labels.is_missing(image["density"]) else int(image["density"])
+    pathology = None if withhold_labels or labels.is_missing(image["pathology"]) else str(image["pathology"])
+    stored = store.submit(
+        image["image_path"],
+        filename=Path(image["image_path"]).name,
+        density=density,
+        pathology=pathology,
+        consent=True,
+        submitter=SUBMITTER,
+    )
+    return {
+        "image_path": image["image_path"],
+        "density": density,
+        "pathology": pathology,
+        "submission_id": stored.id,
+        "duplicate": stored.duplicate,
+    }
 
 
 def accept_labelled(store: Store, reviewer: str = "synthetic-reviewer") -> pd.Series:
@@ -105,7 +103,9 @@ def accept_labelled(store: Store, reviewer: str = "synthetic-reviewer") -> pd.Se
         Number of submissions per status after the review.
     """
     pending = store.submissions(status="pending")
-    for row in pending.itertuples():
-        labelled = not (pd.isna(row.density) and pd.isna(row.pathology))
-        store.review(int(row.id), "accepted" if labelled else "rejected", reviewer=reviewer)
+    for submission_id, density, pathology in zip(
+        pending["id"].astype(int), pending["density"], pending["pathology"], strict=True
+    ):
+        labelled = not (labels.is_missing(density) and labels.is_missing(pathology))
+        store.review(int(submission_id), "accepted" if labelled else "rejected", reviewer=reviewer)
     return store.submissions()["status"].value_counts()

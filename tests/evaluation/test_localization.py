@@ -14,6 +14,7 @@ from mammo_utils.evaluation.localization import (
     DEFAULT_MARGIN,
     FindingLocation,
     attach_findings,
+    default_margin,
     finding_circles,
     finding_in_model,
     gradcam_localization,
@@ -76,6 +77,13 @@ def test_a_map_peaked_on_the_finding_hits_and_one_peaked_elsewhere_misses():
     assert not blank["hit"] and math.isnan(blank["peak_y"]) and math.isnan(blank["mass_share"])
     with pytest.raises(ValueError, match="2-D"):
         score_map(np.zeros((1, 224, 224)), finding)
+
+
+def test_the_default_margin_is_half_a_gradcam_cell_at_any_input_size():
+    assert default_margin((224, 224)) == DEFAULT_MARGIN and default_margin((64, 64, 1)) == pytest.approx(64 / 14)
+    records = pd.DataFrame([_RECORD | _FINDING])
+    assert gradcam_localization([_bump(112, 25)], records).summary["margin"] == DEFAULT_MARGIN
+    assert gradcam_localization([_bump(112, 25)], records, margin=3.0).summary["margin"] == 3.0
 
 
 def test_flipped_images_are_scored_in_the_mirrored_column():

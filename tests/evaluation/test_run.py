@@ -14,19 +14,22 @@ from mammo_utils.datasets.synthetic import generate_synthetic
 from mammo_utils.evaluation.localization import gradcam_localization
 from mammo_utils.evaluation.run import METRICS_FILE, evaluate_run, gradcam_cached, read_split
 from mammo_utils.evaluation.tables import HEADLINE_METRICS, metric_entry
-from mammo_utils.training import train
+from mammo_utils.training.config import TrainConfig
+from mammo_utils.training.runs import RunResult
+from mammo_utils.training.train import train
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> train.RunResult:
+def run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MAMMO_HOME", str(home))
         manifest = split_by_patient(generate_synthetic(out_dir=home / "synthetic", n=40, workers=1), seed=3)
-        yield train.train(manifest, epochs=1, batch_size=8, image_size=64, seed=3, fast=True, verbose=0)
+        config = TrainConfig(epochs=1, batch_size=8, image_size=64, seed=3, fast=True, verbose=0)
+        yield train(manifest, config)
 
 
-def test_metrics_json_has_every_headline_metric_with_bracketing_ci(run: train.RunResult) -> None:
+def test_metrics_json_has_every_headline_metric_with_bracketing_ci(run: RunResult) -> None:
     evaluation = evaluate_run(run.run_dir, n_boot=100, seed=0)
     saved = json.loads((run.run_dir / METRICS_FILE).read_text())
     assert saved["data"]["split"] == "test" and saved["data"]["synthetic"] is True
@@ -42,7 +45,7 @@ def test_metrics_json_has_every_headline_metric_with_bracketing_ci(run: train.Ru
     assert len(evaluation.test) == (read_split(run.run_dir)["split"] == "test").sum()
 
 
-def test_predictions_are_saved_and_splits_kept_apart(run: train.RunResult) -> None:
+def test_predictions_are_saved_and_splits_kept_apart(run: RunResult) -> None:
     evaluate_run(run.run_dir, n_boot=20, seed=0)
     val = pd.read_csv(run.run_dir / "predictions_val.csv")
     test = pd.read_csv(run.run_dir / "predictions_test.csv")
@@ -58,12 +61,12 @@ def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
         evaluate_run(tmp_path / "no-such-run", n_boot=10)
 
 
-def test_gradcam_cached_maps_the_test_images_with_their_findings(run: train.RunResult) -> None:
+def test_gradcam_cached_maps_the_test_images_with_their_findings(run: RunResult) -> None:
     evaluation = evaluate_run(run.run_dir, n_boot=10, seed=0)
     rows = evaluation.test.head(3)
     maps = gradcam_cached(evaluation.run.model, evaluation.cached, rows)
     assert maps.images.shape == maps.cams.shape == (3, 64, 64) and maps.cams.dtype == np.float32
-    assert 0.0 <= maps.cams.min() and maps.cams.max() <= 1.0
+    assert maps.cams.min() >= 0.0 and maps.cams.max() <= 1.0
     records = maps.records
     assert records["image_path"].tolist() == rows["image_path"].tolist()
     assert records[["finding_y", "finding_x", "finding_radius", "crop_top", "content_height"]].notna().all().all()

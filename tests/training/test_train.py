@@ -1,5 +1,7 @@
 """Tests for mammo_utils.training.train: run directory, reload, determinism, MirroredStrategy, the seed model's fast path.
 
+(The config's checks are in test_config.py, load_run in test_runs.py.)
+
 TensorFlow's graph optimizer (Grappler) is switched off while this module runs: on these tiny runs its
 one-off graph rewriting costs more than it saves (a 1-epoch run takes ~13 s instead of ~20-30 s on 2 busy
 cores). It does not change what is tested; the same-numbers check passes with it on as well.
@@ -12,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +24,14 @@ import pytest
 from mammo_utils.datasets.splits import split_by_patient
 from mammo_utils.datasets.synthetic import generate_synthetic
 from mammo_utils.models.networks import DEFAULT_HISTORY_KEYS, SEED_HISTORY_KEYS, SEED_TOTAL_PARAMS, load_model
-from mammo_utils.training import pipeline, train
+from mammo_utils.paths import latest_run_dir
+from mammo_utils.training import train
+from mammo_utils.training.cache import build_cache
+from mammo_utils.training.config import TrainConfig
+from mammo_utils.training.runs import RunResult, load_run
 
 SETTINGS = {"epochs": 1, "batch_size": 8, "image_size": 64, "seed": 7, "verbose": 0}
+CONFIG = TrainConfig(fast=True, **SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +63,25 @@ def manifest(synthetic_dir: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def run(manifest: pd.DataFrame) -> train.RunResult:
-    return train.train(manifest, fast=True, **SETTINGS)
+def run(manifest: pd.DataFrame) -> RunResult:
+    return train.train(manifest, CONFIG)
 
 
-def test_run_directory_holds_everything(run: train.RunResult, manifest: pd.DataFrame, home: Path) -> None:
+def test_run_directory_holds_everything(run: RunResult, manifest: pd.DataFrame, home: Path) -> None:
     assert run.run_dir.parent == home / "models" / "runs"
     assert run.run_dir.name.endswith("_default_synthetic")
     for name in train.RUN_FILES:
         assert (run.run_dir / name).is_file(), name
     assert (home / "models" / "runs" / "LATEST").read_text().strip() == run.run_dir.name
-    assert train.latest_run_dir() == run.run_dir
+    assert latest_run_dir() == run.run_dir
 
     params = json.loads((run.run_dir / "params.json").read_text())
     assert params == json.loads(json.dumps(run.params, default=str))
-    assert {k: params[k] for k in SETTINGS if k != "verbose"} == {k: v for k, v in SETTINGS.items() if k != "verbose"}
+    assert {k: params[k] for k in SETTINGS} == SETTINGS
+    saved = {k: v for k, v in CONFIG.to_dict().items() if k not in ("run_dir", "cache_dir")}
+    assert {k: params[k] for k in saved} == saved  # every config field, as used (fast mode keeps these)
+    assert params["requested_epochs"] == 1 and params["requested_batch_size"] == 8 and params["target"] == "multitask"
+    assert params["run_dir"] == str(run.run_dir.resolve()) and params["initial_model"] is None
     assert params["model"] == "default" and params["strategy"] is None and params["status"] == "finished"
     assert params["deterministic_ops"] is True and params["fast"] is True
     splits = params["data"]["splits"]
@@ -96,10 +108,8 @@ def test_run_directory_holds_everything(run: train.RunResult, manifest: pd.DataF
     pd.testing.assert_frame_equal(history, run.history)
 
 
-def test_saved_model_reloads_safely_with_the_same_predictions(run: train.RunResult, home: Path) -> None:
-    cached = pipeline.build_cache(
-        pd.read_csv(run.run_dir / "split.csv"), home / "data" / "cache", size=(64, 64), progress=False
-    )
+def test_saved_model_reloads_safely_with_the_same_predictions(run: RunResult, home: Path) -> None:
+    cached = build_cache(pd.read_csv(run.run_dir / "split.csv"), home / "data" / "cache", size=(64, 64), progress=False)
     assert cached.n_reused == 24  # the run's cache
     images = cached.images()[:6]
     expected = run.model.predict(images, verbose=0)
@@ -107,21 +117,20 @@ def test_saved_model_reloads_safely_with_the_same_predictions(run: train.RunResu
     got = reloaded.predict(images, verbose=0)
     for key in ("density", "malignancy"):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6)
-    latest = train.load_run()
+    latest = load_run()
     assert latest.run_dir == run.run_dir and latest.params["seed"] == 7
     pd.testing.assert_frame_equal(latest.history, run.history)
-    assert latest.model.optimizer is not None  # compiled afresh: ready to fine-tune or evaluate
 
 
-def test_same_parameters_give_the_same_numbers(run: train.RunResult, manifest: pd.DataFrame, tmp_path: Path) -> None:
-    again = train.train(manifest, fast=True, run_dir=tmp_path / "again", **SETTINGS)
+def test_same_parameters_give_the_same_numbers(run: RunResult, manifest: pd.DataFrame, tmp_path: Path) -> None:
+    again = train.train(manifest, replace(CONFIG, run_dir=tmp_path / "again"))
     assert again.run_dir == tmp_path / "again"
     numbers = run.history.drop(columns="epoch")
     # bit-identical: seeded split/shuffle/augmentation + tf.config.experimental.enable_op_determinism()
     pd.testing.assert_frame_equal(again.history.drop(columns="epoch"), numbers, check_exact=True)
     for mine, theirs in zip(again.model.get_weights(), run.model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
-    assert train.latest_run_dir() == tmp_path / "again"  # an explicit run_dir also becomes the latest
+    assert latest_run_dir() == tmp_path / "again"  # an explicit run_dir also becomes the latest
 
 
 def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir: Path, home: Path, tmp_path: Path) -> None:
@@ -131,9 +140,11 @@ def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir: Path, home: Path
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         tf.config.optimizer.set_experimental_options({{"disable_meta_optimizer": True}})
         from mammo_utils.datasets.synthetic import load_synthetic
+        from mammo_utils.training.config import TrainConfig
         from mammo_utils.training.train import train
-        result = train(load_synthetic({str(synthetic_dir)!r}), strategy="mirrored", run_dir={str(tmp_path / "run")!r},
-                       epochs=1, batch_size=8, image_size=64, seed=7, verbose=0)
+        config = TrainConfig(strategy="mirrored", run_dir={str(tmp_path / "run")!r}, epochs=1, batch_size=8,
+                             image_size=64, seed=7, verbose=0)
+        result = train(load_synthetic({str(synthetic_dir)!r}), config)
         print("replicas", result.params["replicas"])
     """)
     env = {**os.environ, "MAMMO_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -148,17 +159,10 @@ def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir: Path, home: Path
 
 
 def test_seed_model_trains_one_step_in_fast_mode(manifest: pd.DataFrame, tmp_path: Path) -> None:
-    result = train.train(
-        manifest,
-        model="seed",
-        epochs=1,
-        batch_size=2,
-        image_size=224,
-        seed=7,
-        fast=True,
-        run_dir=tmp_path / "seed",
-        verbose=0,
+    config = TrainConfig(
+        model="seed", epochs=1, batch_size=2, image_size=224, seed=7, fast=True, run_dir=tmp_path / "seed", verbose=0
     )
+    result = train.train(manifest, config)
     params = result.params
     assert params["n_params"]["total"] == SEED_TOTAL_PARAMS and params["target"] == "joint"
     splits = params["data"]["splits"]
@@ -180,15 +184,17 @@ def test_fast_mode_caps_images_per_split() -> None:
     assert train._cap(frame, "train", 200, 1).equals(train._cap(frame, "train", 200, 1))
 
 
-def test_bad_requests_fail_clearly(manifest: pd.DataFrame, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown model"):
-        train.train(manifest, model="resnet")
+def test_a_split_without_validation_rows_is_refused(manifest: pd.DataFrame, tmp_path: Path) -> None:
     no_val = manifest.assign(split=manifest["split"].replace("val", "train"))
-    with pytest.raises(ValueError, match="validation"):
-        train.train(no_val, image_size=64, verbose=0, run_dir=tmp_path / "x")
+    with pytest.raises(ValueError, match="need training and validation rows; got 1[0-9] train, 0 val"):
+        train.train(no_val, TrainConfig(image_size=64, verbose=0, run_dir=tmp_path / "x"))
+    assert not (tmp_path / "x").exists()  # refused before the run directory is made
 
 
-def test_load_run_without_any_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAMMO_HOME", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="train one first"):
-        train.load_run()
+def test_default_config_is_the_documented_defaults() -> None:
+    import inspect
+
+    signature = inspect.signature(train.train)
+    assert list(signature.parameters) == ["manifest", "config", "callbacks", "initial_model", "extra_params"]
+    assert signature.parameters["config"].default is None
+    assert TrainConfig() == TrainConfig(model="default", epochs=30, batch_size=32, image_size=224, seed=42)

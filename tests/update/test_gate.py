@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mammo_utils.models.networks import load_model
 from mammo_utils.models.registry import Registry
-from mammo_utils.training import pipeline
+from mammo_utils.training.cache import build_cache
 from mammo_utils.update import gate
 from mammo_utils.update.gate import GateDecision, decide
 
@@ -127,7 +127,7 @@ def _refitted(run_dir: Path, held_out: pd.DataFrame, target: Path) -> Path:
     params = json.loads((run_dir / "params.json").read_text())
     rows = held_out[held_out["split"] == "test"].reset_index(drop=True)
     size = int(params["image_size"])
-    images = pipeline.build_cache(rows, params["cache_dir"], size=(size, size), progress=False).images(rows)
+    images = build_cache(rows, params["cache_dir"], size=(size, size), progress=False).images(rows)
     features = keras.Model(model.input, [model.get_layer("gap").output, model.get_layer("gap_gmp").output])
     average, both = (np.asarray(f, dtype=np.float64) for f in features.predict(images, verbose=0))
     density = pd.to_numeric(rows["density"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
