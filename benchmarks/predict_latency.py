@@ -1,4 +1,6 @@
-"""Single-image latency of :class:`mammo_utils.inference.predictor.Predictor` on the 8 real CBIS-DDSM DICOMs (4.7k×2.6k, 16-bit RLE).
+"""Single-image latency of :class:`mammo_utils.inference.predictor.Predictor` on the 8 real CBIS-DDSM DICOMs.
+
+The DICOMs are 4.7k×2.6k, 16-bit RLE.
 
 For every image and pass, measured side by side in one process: the *bare decode* (``pydicom.dcmread`` plus the
 pixel array through the pylibjpeg RLE plugin, nothing else), then ``Predictor.predict`` with its own stage timings

@@ -53,9 +53,9 @@ def density_from_any(value: Any) -> int | None:
         return None
     if isinstance(value, str):
         text = value.strip().lower()
-        for number, letter in DENSITY_LETTERS.items():
+        for density, letter in DENSITY_LETTERS.items():
             if text == letter:
-                return number
+                return density
         try:
             value = float(text)
         except ValueError:

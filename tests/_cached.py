@@ -39,11 +39,13 @@ def label_rows(paths: list[Path], density: list | None = None, pathology: list |
     """A manifest of ``paths`` with one patient each and (default: cycling) density and pathology labels."""
     n = len(paths)
     return make_manifest(
-        {
-            "image_path": [str(p) for p in paths],
-            "patient_id": [f"P{i}" for i in range(n)],
-            "density": density or [1 + i % 4 for i in range(n)],
-            "pathology": pathology or ["benign", "malignant"] * (n // 2) + ["benign"] * (n % 2),
-            "source": "synthetic",
-        }
+        pd.DataFrame(
+            {
+                "image_path": [str(p) for p in paths],
+                "patient_id": [f"P{i}" for i in range(n)],
+                "density": density or [1 + i % 4 for i in range(n)],
+                "pathology": pathology or ["benign", "malignant"] * (n // 2) + ["benign"] * (n % 2),
+                "source": "synthetic",
+            }
+        )
     )

@@ -7,7 +7,10 @@ The submissions and the candidate live in a private folder of the session's ``MA
   the default density mix), so no extra base model is trained;
 * submissions: 32 synthetic images drawn with a different density mix (mostly c and d) and ``source="submission"``;
   three rows lose their density label and three others their pathology, as partial submissions do;
-* candidate: :data:`CANDIDATE_SETTINGS` (:class:`~mammo_utils.update.finetune.FinetuneConfig` fields) fine-tuning of the base on those submissions (heads, then unfreeze).
+* candidate: :data:`CANDIDATE_SETTINGS` (:class:`~mammo_utils.update.finetune.FinetuneConfig` fields) fine-tuning
+  of the base on those submissions (heads, then unfreeze).
+
+:func:`predict_functions` records the predict ``tf.function`` s Keras makes meanwhile, to count their traces.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 SUBMISSION_MIX = (0.05, 0.15, 0.40, 0.40)
 CANDIDATE_SETTINGS: dict[str, Any] = {
@@ -41,6 +45,34 @@ def no_graph_optimizer() -> Iterator[None]:
         yield
     finally:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False, **options})
+
+
+@contextlib.contextmanager
+def predict_functions() -> Iterator[list[Any]]:
+    """Record the predict ``tf.function`` s Keras makes inside the block (one per model that predicts).
+
+    Each is traced once per new input signature; ``f.experimental_get_tracing_count()`` after the block says how
+    often. Every model makes its own, so loading a model again, or a differently shaped batch, shows up.
+    """
+    import keras
+
+    made: list[Any] = []
+    original = keras.Model.make_predict_function
+
+    def make(self: Any, force: bool = False) -> Any:
+        original(self, force)  # returns None when it makes the function: Keras keeps it on the model
+        if not any(self.predict_function is seen for seen in made):
+            made.append(self.predict_function)
+        return self.predict_function
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "make_predict_function", make)
+        yield made
+
+
+def tracing_counts(functions: list[Any]) -> list[int]:
+    """How often each recorded ``tf.function`` was traced."""
+    return [int(f.experimental_get_tracing_count()) for f in functions]
 
 
 @lru_cache(maxsize=1)

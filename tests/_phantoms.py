@@ -34,9 +34,9 @@ def synthetic_phantom(
     img[breast] = 0.35 + 0.25 * np.sqrt(1 - r2[breast]) + rng.normal(0, 0.03, int(breast.sum()))
     boxes = {"breast": (max(0, int(cy - ry)), int(w - rx), min(h, int(cy + ry) + 1), w)}
     if label:
-        t, l, b, r = int(0.05 * h), int(0.06 * w), int(0.11 * h), int(0.3 * w)
-        img[t:b, l:r] = 0.98
-        boxes["label"] = (t, l, b, r)
+        t, left, b, r = int(0.05 * h), int(0.06 * w), int(0.11 * h), int(0.3 * w)
+        img[t:b, left:r] = 0.98
+        boxes["label"] = (t, left, b, r)
     if strip:
         img[h - max(3, h // 100) :, :] = 0.95
     return np.clip(img, 0, 1), boxes

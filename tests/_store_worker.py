@@ -1,8 +1,8 @@
-"""Writer processes for tests/test_store.py (concurrency and crash tests); not a test module.
+"""Writer processes for tests/submissions/test_store.py (concurrency and crash tests); not a test module.
 
 The tests run these functions in separate processes started by multiprocessing's "forkserver" context: a fresh
-interpreter (not a fork of pytest) imports this module and :mod:`mammo_utils.submissions.store` once, and every worker is
-forked from it, so eight writers start in well under a second instead of each paying the imports.
+interpreter (not a fork of pytest) imports this module and :mod:`mammo_utils.submissions.store` once, and every worker
+is forked from it, so eight writers start in well under a second instead of each paying the imports.
 
 ``concurrent``
     Waits for the go file, opens the store (racing the other workers to create the schema) and submits 25

@@ -334,17 +334,32 @@ def synthetic_phantom(
     subtlety = _subtlety(y[ys, xs], piece, anatomy.mask[ys, xs])
     y, mask, centre, label_box = _orient_and_burn(rng, y, anatomy.mask, centre, view, laterality)
     image, tinted, depth_bits = _encode(rng, y, tint, bit_depth)
+    drawn = {"fraction": fraction, "subtlety": subtlety, "centre": centre, "label_box": label_box}
+    return image, _truth(finding, mask, drawn, tinted, depth_bits, view, laterality)
+
+
+def _truth(
+    finding: dict[str, Any],
+    mask: np.ndarray,
+    drawn: dict[str, Any],
+    tinted: bool,
+    depth_bits: int,
+    view: str,
+    laterality: str,
+) -> dict[str, Any]:
+    """The ground truth returned by :func:`synthetic_phantom` (``drawn``: fraction, subtlety, centre, label_box)."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    return image, {
-        "density": density_from_fraction(fraction),
-        "dense_fraction": fraction,
+    centre = drawn["centre"]
+    return {
+        "density": density_from_fraction(drawn["fraction"]),
+        "dense_fraction": drawn["fraction"],
         "pathology": "malignant" if finding["kind"] in MALIGNANT_FINDINGS else "benign",
         "finding": finding["kind"],
-        "subtlety": subtlety,
+        "subtlety": drawn["subtlety"],
         "finding_centre": (int(centre[0]), int(centre[1])),
         "finding_radius": float(finding["radius"]),
         "breast_box": (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1),
-        "label_box": label_box,
+        "label_box": drawn["label_box"],
         "bit_depth": 8 if tinted else depth_bits,
         "tinted": tinted,
         "view": view,

@@ -48,6 +48,7 @@ __all__ = [
 
 DEFAULT_MARGIN = 16.0  # model pixels: half a cell of a 7 x 7 Grad-CAM grid on a 224 x 224 input
 _MARGIN_FRACTION = DEFAULT_MARGIN / 224
+_FLAT = 0.01  # a map varying by less than 1 % of its maximum over the content has no peak (is "flat")
 FINDING_COLUMNS: tuple[str, ...] = ("finding_y", "finding_x", "finding_radius")
 _RECORD_COLUMNS = ("crop_top", "crop_left", "crop_bottom", "crop_right", "flipped", "content_height", "content_width")
 _KEEP_COLUMNS = (
@@ -82,7 +83,7 @@ class Localization:
     table : pandas.DataFrame
         One row per image with a finding: the kept identifying columns, the finding on the model grid
         (``finding_model_y``, ``finding_model_x``, ``finding_model_radius``), the map's peak (``peak_y``,
-        ``peak_x``), ``peak_distance``, ``hit``, ``mass_share`` and ``area_share``.
+        ``peak_x``), ``peak_distance``, ``hit``, ``flat``, ``mass_share`` and ``area_share``.
     summary : dict
         See :func:`localization_summary`.
     """
@@ -95,11 +96,12 @@ class Localization:
         s = self.summary
         if not s["n"]:
             return f"no image with a finding to score ({s['n_skipped']} skipped)"
+        flat = f"; {s['n_flat']} flat map(s) without a peak count as misses" if s["n_flat"] else ""
         return (
             f"Grad-CAM peak within the finding (radius + {s['margin']:.3g} px): {s['hits']} of {s['n']} images, "
-            f"hit rate {s['hit_rate']:.2f} (95 % Wilson CI {s['ci_low']:.2f}-{s['ci_high']:.2f}); median share "
-            f"of the map's mass in that disc {s['median_mass_share']:.2f} vs {s['median_area_share']:.2f} "
-            "for a map spread evenly over the breast"
+            f"hit rate {s['hit_rate']:.2f} ({100 * s['level']:.0f} % Wilson CI {s['ci_low']:.2f}-{s['ci_high']:.2f}); "
+            f"median share of the map's mass in that disc {s['median_mass_share']:.2f} vs "
+            f"{s['median_area_share']:.2f} for a map spread evenly over the breast{flat}"
         )
 
 
@@ -254,9 +256,10 @@ def score_map(
     Returns
     -------
     dict
-        ``peak_y``, ``peak_x`` (NaN for an all-zero map), ``peak_distance`` (model pixels), ``hit`` (peak within
-        radius + margin; False for an all-zero map), ``mass_share`` (share of the map's mass inside the disc; NaN
-        for an all-zero map) and ``area_share`` (share of the content inside the disc).
+        ``peak_y``, ``peak_x``, ``peak_distance`` (model pixels), ``hit`` (peak within radius + margin),
+        ``flat`` (the map is all zero or varies by less than 1 % of its maximum over the content: it has no
+        peak, so the peak columns are NaN and ``hit`` is False), ``mass_share`` (share of the map's mass inside
+        the disc; NaN for an all-zero map) and ``area_share`` (share of the content inside the disc).
     """
     values = np.nan_to_num(np.asarray(cam, dtype=np.float64))
     if values.ndim != 2:
@@ -267,14 +270,12 @@ def score_map(
     content = _content_mask(values.shape, content_shape)
     area_share = float((inside & content).sum() / max(int(content.sum()), 1))
     total = float(values.sum())
-    if total <= 0.0:
+    mass_share = float(values[inside].sum() / total) if total > 0.0 else math.nan
+    flat = total <= 0.0 or float(np.ptp(values[content])) <= _FLAT * float(values.max())
+    if flat:
         nan = math.nan
-        return {
-            "peak_y": nan,
-            "peak_x": nan,
-            "peak_distance": nan,
-            "hit": False,
-            "mass_share": nan,
+        return {"peak_y": nan, "peak_x": nan, "peak_distance": nan, "hit": False, "flat": True} | {
+            "mass_share": mass_share,
             "area_share": area_share,
         }
     peak_y, peak_x = np.unravel_index(int(np.argmax(values)), values.shape)
@@ -284,7 +285,8 @@ def score_map(
         "peak_x": float(peak_x),
         "peak_distance": distance,
         "hit": bool(distance <= finding.radius + margin),
-        "mass_share": float(values[inside].sum() / total),
+        "flat": False,
+        "mass_share": mass_share,
         "area_share": area_share,
     }
 
@@ -319,8 +321,8 @@ def localization_summary(
     -------
     dict
         ``n`` (images scored), ``hits``, ``hit_rate``, ``ci_low``, ``ci_high``, ``level``, ``method``
-        (``"wilson"``), ``margin``, ``median_mass_share``, ``median_area_share`` and ``n_skipped`` (images
-        without a finding); NaN rates when ``n == 0``.
+        (``"wilson"``), ``margin``, ``median_mass_share``, ``median_area_share``, ``n_flat`` (maps without a
+        peak, counted as misses) and ``n_skipped`` (images without a finding); NaN rates when ``n == 0``.
     """
     n = len(table)
     hits = int(table["hit"].astype(bool).sum()) if n else 0
@@ -336,6 +338,7 @@ def localization_summary(
         "margin": float(margin),
         "median_mass_share": float(table["mass_share"].median()) if n else math.nan,
         "median_area_share": float(table["area_share"].median()) if n else math.nan,
+        "n_flat": int(table["flat"].astype(bool).sum()) if n else 0,
         "n_skipped": int(n_skipped),
     }
 

@@ -245,9 +245,7 @@ def _malignancy_section(
     )
 
 
-def _joint_section(
-    test_preds: pd.DataFrame, entries: dict[str, dict[str, Any]], joint_source: str
-) -> dict[str, Any]:
+def _joint_section(test_preds: pd.DataFrame, entries: dict[str, dict[str, Any]], joint_source: str) -> dict[str, Any]:
     """The joint accuracy entry with its n, where the joint probabilities came from and the majority-class rate."""
     y_joint = density_labels(test_preds) * 2 + malignancy_labels(test_preds) - 2
     y_joint = y_joint[np.isfinite(y_joint)]

@@ -1,1 +1,2 @@
-"""Read a mammogram from any supported file and standardize it: the record, the readers, segmentation, standardization."""
+"""Read a mammogram from any supported file and standardize it: the record, the readers, segmentation,
+standardization."""

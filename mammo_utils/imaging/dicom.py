@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from io import BytesIO
+from typing import SupportsFloat, cast
 
 import numpy as np
 import pydicom
@@ -75,24 +76,57 @@ def decode_dicom(data: bytes, label: str, *, max_pixels: int, min_side: int) -> 
     """Decode DICOM bytes into a :class:`~mammo_utils.imaging.mammogram.Mammogram` (without the file name)."""
     ds = pydicom.dcmread(BytesIO(data), force=True)
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
-        if b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data:  # the (7FE0,0010) tag is there
-            raise MammogramReadError(
-                f"{label}: DICOM pixel data could not be read; the file is truncated or corrupt. "
-                "Re-export or re-download it."
-            )
-        if not any(keyword in ds for keyword in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID")):
-            raise MammogramReadError(
-                f"{label}: looks like DICOM but no readable header was found; the file is corrupt or not DICOM. "
-                "Check that this is the image file itself."
-            )
-        sop = ds.get("SOPClassUID")
-        kind = f" (SOP class: {UID(str(sop)).name})" if sop else ""
-        raise MammogramReadError(
-            f"{label}: DICOM file has no pixel data{kind}; it is not an image (e.g. a report, a "
-            "presentation state or a header-only file). Export the mammogram image itself."
-        )
+        _refuse_without_pixels(ds, data, label)
     modality = _text(ds, "Modality").upper() or None
     notes = _check_modality(modality, label)
+    _check_single_frame_size(ds, label, max_pixels, min_side)
+    raw = _decoded_pixels(ds, label)
+    photometric = _text(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
+    bits_stored = _as_int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8 * raw.itemsize)
+    bits_stored = min(max(bits_stored, 1), 8 * raw.itemsize)
+    if photometric == "PALETTE COLOR" or raw.ndim == 3:
+        rgb = apply_color_lut(raw, ds) if photometric == "PALETTE COLOR" else raw
+        pixels = _luma(rgb)
+    else:
+        pixels = _grey(raw, ds, bits_stored, notes)
+        if photometric == "MONOCHROME1":
+            np.subtract(np.float32(1.0), pixels, out=pixels)
+    laterality, view = dataset_laterality_view(ds)
+    return Mammogram(
+        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        source_format="dicom",
+        bit_depth=bits_stored,
+        photometric=photometric,
+        original_shape=(int(pixels.shape[0]), int(pixels.shape[1])),
+        laterality=laterality,
+        view=view,
+        modality=modality,
+        warnings=tuple(notes),
+    )
+
+
+def _refuse_without_pixels(ds: Dataset, data: bytes, label: str) -> None:
+    """Raise the :class:`MammogramReadError` that says why a DICOM without pixel data cannot be read."""
+    if b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data:  # the (7FE0,0010) tag is there
+        raise MammogramReadError(
+            f"{label}: DICOM pixel data could not be read; the file is truncated or corrupt. "
+            "Re-export or re-download it."
+        )
+    if not any(keyword in ds for keyword in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID")):
+        raise MammogramReadError(
+            f"{label}: looks like DICOM but no readable header was found; the file is corrupt or not DICOM. "
+            "Check that this is the image file itself."
+        )
+    sop = ds.get("SOPClassUID")
+    kind = f" (SOP class: {UID(str(sop)).name})" if sop else ""
+    raise MammogramReadError(
+        f"{label}: DICOM file has no pixel data{kind}; it is not an image (e.g. a report, a "
+        "presentation state or a header-only file). Export the mammogram image itself."
+    )
+
+
+def _check_single_frame_size(ds: Dataset, label: str, max_pixels: int, min_side: int) -> None:
+    """Refuse multi-frame images and missing or out-of-range Rows/Columns."""
     frames = _as_int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise MammogramReadError(
@@ -106,35 +140,17 @@ def decode_dicom(data: bytes, label: str, *, max_pixels: int, min_side: int) -> 
             "interpreted. The file is incomplete; re-export it."
         )
     check_dimensions(label, rows, columns, max_pixels, min_side)
+
+
+def _decoded_pixels(ds: Dataset, label: str) -> np.ndarray:
+    """The stored pixel values, with the preferred decoder plugin, else any installed one."""
     plugin = _decoding_plugin(ds, label)
     try:
-        raw = pixel_array(ds, decoding_plugin=plugin)
+        return pixel_array(ds, decoding_plugin=plugin)
     except Exception:
         if not plugin:
             raise
-        raw = pixel_array(ds)  # the preferred plugin failed: let pydicom try every installed one
-    photometric = _text(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
-    bits_stored = _as_int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8 * raw.itemsize)
-    bits_stored = min(max(bits_stored, 1), 8 * raw.itemsize)
-    if photometric == "PALETTE COLOR" or raw.ndim == 3:
-        rgb = apply_color_lut(raw, ds) if photometric == "PALETTE COLOR" else raw
-        pixels = _luma(rgb)
-    else:
-        pixels = _grey(raw, ds, bits_stored, notes)
-        if photometric == "MONOCHROME1":
-            np.subtract(np.float32(1.0), pixels, out=pixels)
-    laterality, view = _laterality_view(ds)
-    return Mammogram(
-        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
-        source_format="dicom",
-        bit_depth=bits_stored,
-        photometric=photometric,
-        original_shape=(int(pixels.shape[0]), int(pixels.shape[1])),
-        laterality=laterality,
-        view=view,
-        modality=modality,
-        warnings=tuple(notes),
-    )
+        return pixel_array(ds)  # the preferred plugin failed: let pydicom try every installed one
 
 
 def _check_modality(modality: str | None, label: str) -> list[str]:
@@ -280,8 +296,19 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return grey
 
 
-def _laterality_view(ds: Dataset) -> tuple[str | None, str | None]:
-    """Laterality and view from tags, then from text fields such as PatientName."""
+def dataset_laterality_view(ds: Dataset) -> tuple[str | None, str | None]:
+    """Laterality and view of a DICOM dataset: from tags, then from text fields such as PatientName.
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+        The parsed DICOM header.
+
+    Returns
+    -------
+    tuple
+        ``(laterality, view)``: "L"/"R" and "CC"/"MLO", each None when nothing says it.
+    """
     laterality = next(
         (
             value
@@ -328,7 +355,7 @@ def _first(value: object) -> object:
 def _as_float(value: object, default: float) -> float:
     """Parse a DS value; `default` when missing or not finite."""
     try:
-        number = float(_first(value)) if value not in (None, "") else default
+        number = float(cast(SupportsFloat, _first(value))) if value not in (None, "") else default
     except (TypeError, ValueError):
         return default
     return number if math.isfinite(number) else default

@@ -162,10 +162,11 @@ def _load_bytes(source: object, filename: str | None) -> tuple[bytes, str | None
             data = path.read_bytes()
         except OSError as exc:
             raise MammogramReadError(f"{path}: cannot read the file ({exc}). Check its permissions.") from exc
-    elif callable(getattr(source, "read", None)):
-        name = filename or (Path(str(source.name)).name if isinstance(getattr(source, "name", None), str) else None)
+    elif callable(read := getattr(source, "read", None)):
+        source_name = getattr(source, "name", None)
+        name = filename or (Path(source_name).name if isinstance(source_name, str) else None)
         try:
-            data = source.read()
+            data = read()
         except Exception as exc:
             raise MammogramReadError(f"{name or 'input'}: cannot read from the file object ({exc}).") from exc
         if isinstance(data, str):
@@ -190,7 +191,7 @@ def _decode_pillow(data: bytes, label: str, *, max_pixels: int, min_side: int) -
     Image.init()
     formats = [fmt for fmt in _PIL_FORMATS if fmt in Image.OPEN]
     try:
-        image = Image.open(BytesIO(data), formats=formats)
+        image: Image.Image = Image.open(BytesIO(data), formats=formats)
     except UnidentifiedImageError as exc:
         kind = next((name for magic, name in _MAGIC if data.startswith(magic)), None)
         if kind:

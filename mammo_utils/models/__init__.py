@@ -1,1 +1,2 @@
-"""The models: how they are built (:mod:`~mammo_utils.models.networks`) and which trained versions exist (:mod:`~mammo_utils.models.registry`)."""
+"""The models: how they are built (:mod:`~mammo_utils.models.networks`) and which trained versions exist
+(:mod:`~mammo_utils.models.registry`)."""

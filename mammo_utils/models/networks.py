@@ -237,6 +237,23 @@ def _preprocess(x: Any, mode: str) -> Any:
     return layers.Normalization(mean=list(_CAFFE_MEAN_BGR), variance=[1.0, 1.0, 1.0], name="caffe_mean")(x)
 
 
+def _backbone(
+    constructor: Callable[..., keras.Model], key: str, weights: str | None, rgb_shape: tuple[int, int, int]
+) -> keras.Model:
+    """The headless backbone named :data:`BACKBONE_LAYER`; a failed weights download is a PretrainedWeightsError."""
+    try:
+        return constructor(include_top=False, weights=weights, input_shape=rgb_shape, name=BACKBONE_LAYER)
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:  # keras.utils.get_file raises a bare Exception("URL fetch failure ...")
+        if weights is None:
+            raise
+        raise PretrainedWeightsError(
+            f"could not get {weights!r} weights for {key}: {exc}. ImageNet weights need internet "
+            f"(they are downloaded once to ~/.keras/models); use weights=None to build the model offline."
+        ) from exc
+
+
 def build_transfer_model(
     backbone: str = "efficientnetb0",
     weights: str | None = None,
@@ -278,18 +295,7 @@ def build_transfer_model(
     if len(input_shape) != 3 or input_shape[-1] != 1:
         raise ValueError(f"input_shape must be (H, W, 1) for grey mammograms, got {input_shape!r}")
     constructor, mode = _BACKBONES[key]
-    rgb_shape = (input_shape[0], input_shape[1], 3)
-    try:
-        base = constructor(include_top=False, weights=weights, input_shape=rgb_shape, name=BACKBONE_LAYER)
-    except (ValueError, TypeError):
-        raise
-    except Exception as exc:  # keras.utils.get_file raises a bare Exception("URL fetch failure ...")
-        if weights is None:
-            raise
-        raise PretrainedWeightsError(
-            f"could not get {weights!r} weights for {key}: {exc}. ImageNet weights need internet "
-            f"(they are downloaded once to ~/.keras/models); use weights=None to build the model offline."
-        ) from exc
+    base = _backbone(constructor, key, weights, (input_shape[0], input_shape[1], 3))
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
     x = layers.Concatenate(axis=-1, name="grey_to_rgb")([inputs, inputs, inputs])
     x = _preprocess(x, mode)

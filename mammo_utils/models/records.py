@@ -81,9 +81,9 @@ def data_hash(manifest: pd.DataFrame, *, content: bool = True) -> str:
         if given is not None and not labels.is_missing(given):
             key = str(given).lower()
         elif content:
-            key = _file_sha256(Path(row.image_path))
+            key = _file_sha256(Path(str(row.image_path)))
         else:
-            key = os.path.abspath(os.fspath(row.image_path))
+            key = os.path.abspath(str(row.image_path))
         density = labels.density_from_any(row.density)
         pathology = labels.pathology_from_any(row.pathology)
         lines.append(f"{key}\t{density if density is not None else ''}\t{pathology or ''}")

@@ -18,9 +18,9 @@ The registry is one JSON file, ``paths.models_dir() / "registry.json"``::
   file in the same folder, flushed to disk and moved over the old one with ``os.replace``: a reader sees the
   old or the new file, never a partial one, and an exception leaves the old file untouched.
 * **Data hash and metrics**: see :mod:`mammo_utils.models.records`.
-* **Training runs are versions too**: :func:`mammo_utils.training.train.train` calls :meth:`Registry.adopt` on every run it
-  points ``models/runs/LATEST`` at, so a model trained from scratch becomes the current version (its parent is the
-  version it replaces); :func:`mammo_utils.evaluation.run.evaluate_run` fills in its metrics with
+* **Training runs are versions too**: :func:`mammo_utils.training.train.train` calls :meth:`Registry.adopt` on every
+  run it points ``models/runs/LATEST`` at, so a model trained from scratch becomes the current version (its parent is
+  the version it replaces); :func:`mammo_utils.evaluation.run.evaluate_run` fills in its metrics with
   :meth:`Registry.record_metrics`.
 """
 
@@ -58,6 +58,18 @@ VERSION_COLUMNS: tuple[str, ...] = (
     "data_hash",
     "run_dir",
 )
+
+
+def _metric_value(metrics: Mapping[str, Any], name: str) -> Any:
+    """The value of metric ``name``, or None."""
+    return (metrics.get(name) or {}).get("value")
+
+
+def _metric_ci(metrics: Mapping[str, Any], name: str) -> str | None:
+    """The confidence interval of metric ``name`` as ``"[low, high]"`` text, or None."""
+    entry = metrics.get(name) or {}
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    return None if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
 
 
 class RegistryError(ValueError):
@@ -139,18 +151,20 @@ class Registry:
 
     def _write(self, state: dict[str, Any]) -> None:
         text = json.dumps(state, indent=2, allow_nan=False) + "\n"
-        handle = tempfile.NamedTemporaryFile(
-            "w", dir=self.root, prefix=f".{self.path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
-        )
+        temporary = ""
         try:
-            with handle:
+            with tempfile.NamedTemporaryFile(
+                "w", dir=self.root, prefix=f".{self.path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
+            ) as handle:
+                temporary = handle.name
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(handle.name, self.path)
+            os.replace(temporary, self.path)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(handle.name)
+            if temporary:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -172,8 +186,16 @@ class Registry:
 
     def _version(self, record: Mapping[str, Any]) -> ModelVersion:
         run_dir = Path(record["run_dir"])
-        fields = {k: record.get(k) for k in ("version", "parent", "metrics", "data_hash", "created", "status", "gate")}
-        return ModelVersion(run_dir=run_dir if run_dir.is_absolute() else self.root / run_dir, **fields)
+        return ModelVersion(
+            version=record["version"],
+            run_dir=run_dir if run_dir.is_absolute() else self.root / run_dir,
+            parent=record.get("parent"),
+            metrics=record.get("metrics"),
+            data_hash=record.get("data_hash"),
+            created=record["created"],
+            status=record["status"],
+            gate=record.get("gate"),
+        )
 
     # ------------------------------------------------------------------------------------------ reading
     def list_versions(self) -> list[ModelVersion]:
@@ -187,25 +209,16 @@ class Registry:
         rows = []
         for item in self.list_versions():
             metrics = item.metrics or {}
-
-            def value(name: str) -> Any:
-                return (metrics.get(name) or {}).get("value")
-
-            def ci(name: str) -> str | None:
-                entry = metrics.get(name) or {}
-                low, high = entry.get("ci_low"), entry.get("ci_high")
-                return None if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
-
             rows.append(
                 {
                     "version": item.version,
                     "status": item.status,
                     "parent": item.parent,
                     "created": item.created,
-                    "density_kappa": value("density.kappa_quadratic"),
-                    "density_kappa_ci": ci("density.kappa_quadratic"),
-                    "malignancy_auc": value("malignancy.roc_auc"),
-                    "malignancy_auc_ci": ci("malignancy.roc_auc"),
+                    "density_kappa": _metric_value(metrics, "density.kappa_quadratic"),
+                    "density_kappa_ci": _metric_ci(metrics, "density.kappa_quadratic"),
+                    "malignancy_auc": _metric_value(metrics, "malignancy.roc_auc"),
+                    "malignancy_auc_ci": _metric_ci(metrics, "malignancy.roc_auc"),
                     "gate_promote": None if item.gate is None else item.gate.get("promote"),
                     "data_hash": item.data_hash,
                     "run_dir": str(item.run_dir),

@@ -42,7 +42,7 @@ from PIL import Image, ImageOps
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from mammo_utils.imaging.dicom import _laterality_view as dicom_laterality_view
+from mammo_utils.imaging.dicom import dataset_laterality_view
 from mammo_utils.imaging.mammogram import MammogramReadError
 
 __all__ = [
@@ -234,7 +234,7 @@ def deidentify_dicom(data: bytes, label: str = "input") -> DeidentifiedImage:
         transfer_syntax = source.file_meta.get("TransferSyntaxUID") if hasattr(source, "file_meta") else None
         if transfer_syntax is None:
             transfer_syntax = pydicom.uid.ImplicitVRLittleEndian
-        laterality, view = dicom_laterality_view(source)  # the reader's logic, incl. PatientName/PatientID
+        laterality, view = dataset_laterality_view(source)  # the reader's logic, incl. PatientName/PatientID
         out = _retained_copy(source, label)
         uids = _replacement_uids(source, data)
         flags = _phi_flags(source)

@@ -9,9 +9,9 @@ Storage
     PostgreSQL, every process must see the same root (one machine or a shared file system).
 Safety of a submission
     :meth:`Store.submit` validates everything first (consent, labels, a readable mammogram), de-identifies the
-    image (:mod:`mammo_utils.submissions.deidentify`), writes the file to a temporary name in its final folder, fsyncs it
-    and renames it into place, and only then inserts the row in one transaction. A crash before the commit
-    leaves at most a file without a row: an *orphan*, never counted as a submission, listed by
+    image (:mod:`mammo_utils.submissions.deidentify`), writes the file to a temporary name in its final folder,
+    fsyncs it and renames it into place, and only then inserts the row in one transaction. A crash before the
+    commit leaves at most a file without a row: an *orphan*, never counted as a submission, listed by
     :meth:`Store.orphans` and deleted by :meth:`Store.remove_orphans`. The name of the uploaded file never
     reaches the file system; only a sanitized display name (basename, no control characters, at most 255
     characters) is kept in the row.

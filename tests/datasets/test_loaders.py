@@ -83,7 +83,7 @@ def _case_row(columns: list[str], patient: str, side: str, view: str, abnormalit
     crop = image_path.split("/")[0] + f"_{abnormality}/1.2.3/4.5.6/000000.dcm"
     values = [patient, density, side, view, abnormality, kind, "OVAL", "CIRCUMSCRIBED", 4, pathology, 3,
               image_path, crop, crop.replace("000000", "000001") + "\n"]  # fmt: skip
-    return dict(zip(columns, values))
+    return dict(zip(columns, values, strict=True))
 
 
 def _official_path(headers: dict, patient_id: str, subject: str | None = None, stray_newline: bool = False) -> str:
@@ -173,7 +173,7 @@ def _check_against_expected(frame: pd.DataFrame, headers: dict, check_target) ->
     got = frame[EXPECTED.columns[:-1]].astype(object).reset_index(drop=True)
     want = EXPECTED[EXPECTED.columns[:-1]].astype(object)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
-    for path, real in zip(frame["image_path"], EXPECTED["real_dicom"]):
+    for path, real in zip(frame["image_path"], EXPECTED["real_dicom"], strict=True):
         assert Path(path).is_absolute() and Path(path).is_file()
         check_target(Path(path), headers[real][0])
 
@@ -359,7 +359,7 @@ def mias_root(tmp_path: Path, small_gray: Image.Image) -> Path:
 def test_mias_layout(mias_root: Path) -> None:
     frame = schema.validate_manifest(mias(mias_root)).set_index(pd.Index([f"mdb{i:03d}" for i in range(1, 7)]))
     assert all(Path(p).is_file() and Path(p).name == f"{i}.pgm" for i, p in frame["image_path"].items())
-    assert open(frame.loc["mdb001", "image_path"], "rb").read(2) == b"P5"
+    assert Path(frame.loc["mdb001", "image_path"]).read_bytes()[:2] == b"P5"
     assert frame["laterality"].tolist() == ["R", "L"] * 3  # odd = right, even = left (MIAS README)
     assert frame["patient_id"].tolist() == ["mdb001", "mdb001", "mdb003", "mdb003", "mdb005", "mdb005"]
     assert (frame["view"] == "MLO").all() and frame["density"].isna().all() and (frame["source"] == "mias").all()

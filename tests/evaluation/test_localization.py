@@ -75,6 +75,7 @@ def test_a_map_peaked_on_the_finding_hits_and_one_peaked_elsewhere_misses():
     assert not off["hit"] and off["peak_distance"] > 50 and off["mass_share"] < 0.05
     blank = score_map(np.zeros((224, 224)), finding)
     assert not blank["hit"] and math.isnan(blank["peak_y"]) and math.isnan(blank["mass_share"])
+    assert blank["flat"] and not on["flat"] and not off["flat"]
     with pytest.raises(ValueError, match="2-D"):
         score_map(np.zeros((1, 224, 224)), finding)
 
@@ -176,3 +177,18 @@ def test_finding_circles_are_on_the_model_grid_and_none_without_a_finding():
     plain, mirrored, none = finding_circles(records, (224, 224))
     assert plain == pytest.approx((111.75, 24.75, 10.0)) and mirrored == pytest.approx((111.75, 74.25, 10.0))
     assert none is None
+
+
+def test_a_flat_map_has_no_peak_and_counts_as_a_miss():
+    """A barely trained model gives a constant map over the breast: its argmax (the first pixel) is no peak."""
+    constant = np.zeros((224, 224), np.float32)
+    constant[12:212, :100] = 1.0 - 0.005 * _bump(150, 60)[12:212, :100]  # within 0.5 % of constant on the content
+    records = pd.DataFrame([_RECORD | _FINDING, _RECORD | _FINDING])
+    result = gradcam_localization([constant, _bump(112, 25)], records)
+    flat, peaked = result.table.to_dict("records")
+    assert flat["flat"] and not flat["hit"] and math.isnan(flat["peak_y"]) and peaked["hit"] and not peaked["flat"]
+    assert flat["mass_share"] == pytest.approx(flat["area_share"], abs=1e-3), (
+        "an even map puts the area share in the disc"
+    )
+    assert result.summary["n_flat"] == 1 and result.summary["hits"] == 1
+    assert "1 flat map(s) without a peak count as misses" in result.describe()

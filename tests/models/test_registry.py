@@ -1,4 +1,5 @@
-"""Tests for mammo_utils.models.registry: versions, statuses, rollback, safe writes, concurrency, adoption, ensure_initial."""
+"""Tests for mammo_utils.models.registry: versions, statuses, rollback, safe writes, concurrency, adoption,
+ensure_initial."""
 
 from __future__ import annotations
 

@@ -314,7 +314,7 @@ def test_concurrent_submissions_from_eight_processes(backend, root, tmp_path):
         table = opened.submissions()
         assert len(table) == len(expected) and table["sha256"].is_unique
         assert set(table["sha256"]) == set(sha_of.values())
-        assert dict(zip(table["sha256"], table["id"])) == {r["sha256"]: r["id"] for r in results}
+        assert dict(zip(table["sha256"], table["id"], strict=True)) == {r["sha256"]: r["id"] for r in results}
         assert opened.orphans() == [] and len(stored_files(root)) == len(expected)
 
 

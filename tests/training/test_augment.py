@@ -1,4 +1,4 @@
-"""Tests for mammo_utils.training.augment: mammogram-safe augmentation (identity without jitter, reproducible, no flips)."""
+"""Tests for mammo_utils.training.augment: mammogram-safe augmentation (identity without jitter, seeded, no flips)."""
 
 from __future__ import annotations
 

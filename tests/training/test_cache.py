@@ -1,4 +1,7 @@
-"""Tests for mammo_utils.training.cache: the standardized-image cache (quantization, reuse, workers, atomic files, errors)."""
+"""Tests for mammo_utils.training.cache: the standardized-image cache.
+
+Quantization, reuse, workers, atomic files, errors.
+"""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_multitask_history_gets_six_labelled_panels(tmp_path: Path) -> None:
     fig = training_curves(history, title="Synthetic data — default model: training vs validation")
     assert fig._suptitle.get_text() == "Synthetic data — default model: training vs validation"
     assert len(fig.axes) == 6
-    for ax, (key, title, ylabel) in zip(fig.axes, CURVES["multitask"]):
+    for ax, (key, title, ylabel) in zip(fig.axes, CURVES["multitask"], strict=True):
         assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == (title, "epoch", ylabel)
         training, validation = ax.get_lines()
         assert list(training.get_xdata()) == [1, 2, 3]  # epochs are counted from 1
@@ -133,3 +133,12 @@ def test_architecture_diagram_without_graphviz(
         architecture_diagram(object(), "diagram", tmp_path)
     assert not fake_keras and not list(tmp_path.iterdir())
     assert issubclass(DiagramError, RuntimeError)
+
+
+def test_epoch_ticks_are_whole_numbers() -> None:
+    for epochs in (2, 5, 12):  # few epochs made Matplotlib pick 2.5, 7.5 ... ticks
+        fig = training_curves(_history(MULTITASK_KEYS, epochs=epochs), title="ticks")
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), (epochs, ticks)
+        plt.close(fig)

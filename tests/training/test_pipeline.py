@@ -63,7 +63,7 @@ def test_multitask_dataset_shapes_dtypes_and_weights(cached: cache.CachedImages)
     assert y["malignancy"].shape == (8, 1) and y["malignancy"].dtype == tf.float32
     assert set(w) == {"density", "malignancy"} and w["density"].dtype == tf.float32
     expected = pipeline.class_weights(cached.manifest)["density"]
-    assert all(abs(float(wi) - expected[int(c)]) < 1e-6 for wi, c in zip(w["density"], y["density"]))
+    assert all(abs(float(wi) - expected[int(c)]) < 1e-6 for wi, c in zip(w["density"], y["density"], strict=True))
     assert sum(int(b[0].shape[0]) for b in train) == 24  # 3 full batches
     val = pipeline.make_dataset(cached, batch_size=10)
     batches = list(val)
@@ -102,7 +102,7 @@ def test_augmentation_changes_training_images_reproducibly(cached: cache.CachedI
     plain = cached.images()
     augmented = np.concatenate([b[0] for b in pipeline.make_dataset(cached, batch_size=8, augment=True)])
     assert augmented.shape == plain.shape and augmented.min() >= 0 and augmented.max() <= 1
-    assert all(np.abs(a - p).mean() > 1e-3 for a, p in zip(augmented, plain))
+    assert all(np.abs(a - p).mean() > 1e-3 for a, p in zip(augmented, plain, strict=True))
 
     def epochs(seed: int) -> list[np.ndarray]:
         ds = pipeline.make_dataset(cached, batch_size=8, training=True, seed=seed)

@@ -1,4 +1,4 @@
-"""Tests for mammo_utils.training.train: run directory, reload, determinism, MirroredStrategy, the seed model's fast path.
+"""Tests for mammo_utils.training.train: run directory, reload, determinism, MirroredStrategy, the seed's fast path.
 
 (The config's checks are in test_config.py, load_run in test_runs.py.)
 
@@ -128,7 +128,7 @@ def test_same_parameters_give_the_same_numbers(run: RunResult, manifest: pd.Data
     numbers = run.history.drop(columns="epoch")
     # bit-identical: seeded split/shuffle/augmentation + tf.config.experimental.enable_op_determinism()
     pd.testing.assert_frame_equal(again.history.drop(columns="epoch"), numbers, check_exact=True)
-    for mine, theirs in zip(again.model.get_weights(), run.model.get_weights()):
+    for mine, theirs in zip(again.model.get_weights(), run.model.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
     assert latest_run_dir() == tmp_path / "again"  # an explicit run_dir also becomes the latest
 
@@ -186,7 +186,7 @@ def test_fast_mode_caps_images_per_split() -> None:
 
 def test_a_split_without_validation_rows_is_refused(manifest: pd.DataFrame, tmp_path: Path) -> None:
     no_val = manifest.assign(split=manifest["split"].replace("val", "train"))
-    with pytest.raises(ValueError, match="need training and validation rows; got 1[0-9] train, 0 val"):
+    with pytest.raises(ValueError, match=r"need training and validation rows; got \d+ train, 0 val"):
         train.train(no_val, TrainConfig(image_size=64, verbose=0, run_dir=tmp_path / "x"))
     assert not (tmp_path / "x").exists()  # refused before the run directory is made
 

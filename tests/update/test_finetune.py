@@ -5,6 +5,7 @@ The trained artefacts (a 64×64 base run and one candidate) are built once per s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from mammo_utils.models.networks import build_default_model, build_transfer_mode
 from mammo_utils.models.records import data_hash
 from mammo_utils.models.registry import Registry
 from mammo_utils.paths import latest_run_dir
+from mammo_utils.training.config import TrainConfig
 from mammo_utils.training.train import RUN_FILES, train
 from mammo_utils.update import finetune as ft
 from mammo_utils.update.gate import ORIGIN_COLUMN
@@ -127,11 +129,45 @@ def test_train_refuses_a_mismatched_initial_model(tmp_path: Path) -> None:
     model = build_default_model((32, 32, 1), width=4)
     frame = _split(4)
     with pytest.raises(ValueError, match="image_size=64"):
-        train(frame, initial_model=model, image_size=64, run_dir=tmp_path)
+        train(frame, TrainConfig(image_size=64, run_dir=tmp_path), initial_model=model)
     with pytest.raises(ValueError, match="model='seed'"):
-        train(frame, model="seed", initial_model=model, image_size=32, run_dir=tmp_path)
+        train(frame, TrainConfig(model="seed", image_size=32, run_dir=tmp_path), initial_model=model)
     with pytest.raises(ValueError, match="distribution strategy"):
-        train(frame, initial_model=model, image_size=32, strategy="mirrored", run_dir=tmp_path)
+        train(frame, TrainConfig(image_size=32, strategy="mirrored", run_dir=tmp_path), initial_model=model)
+
+
+# ------------------------------------------------------------------------------------------- the config
+def test_finetune_config_defaults_and_json_form(tmp_path: Path) -> None:
+    config = ft.FinetuneConfig()
+    assert (config.epochs_heads, config.epochs_unfreeze, config.unfreeze_top_n) == (5, 0, ft.DEFAULT_UNFREEZE_TOP_N)
+    assert config.phase_plan() == [("heads", 5, 1e-3)]
+    both = ft.FinetuneConfig(epochs_unfreeze=2, lr_unfreeze=1e-5, base_run=tmp_path, cache_dir=tmp_path / "c")
+    assert both.phase_plan() == [("heads", 5, 1e-3), ("unfreeze", 2, 1e-5)]
+    payload = both.to_dict()
+    assert list(payload) == [f.name for f in dataclasses.fields(ft.FinetuneConfig)]
+    assert payload["base_run"] == str(tmp_path) and payload["cache_dir"] == str(tmp_path / "c")
+    assert json.loads(json.dumps(payload)) == payload
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs_heads": 0}, "epochs_heads must be >= 1 and epochs_unfreeze >= 0; got 0, 0"),
+        ({"epochs_unfreeze": -1}, "epochs_unfreeze >= 0; got 5, -1"),
+        ({"lr_unfreeze": 0.0}, "learning rates must be positive"),
+        ({"replay_fraction": 1.0}, r"replay_fraction must be in \[0, 1\), got 1.0"),
+        ({"n_replay": -2}, "n_replay must be >= 0 or None, got -2"),
+        ({"held_out_fraction": 1.2}, r"must be in \[0, 1\); got 1.2, 0.15"),
+        ({"held_out_fraction": 0.6, "val_fraction": 0.4}, "held_out_fraction \\+ val_fraction must be below 1"),
+        ({"unfreeze_top_n": -1}, "unfreeze_top_n must be >= 0 or None"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+    ],
+)
+def test_finetune_config_refuses_bad_values(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ft.FinetuneConfig(**changes)
 
 
 def _weights(model: keras.Model, layer_names: list[str]) -> dict[str, list[np.ndarray]]:
@@ -146,14 +182,14 @@ def test_heads_phase_leaves_the_backbone_bit_identical() -> None:
     assert len(backbone) > 20
     before, after = _weights(base, backbone), _weights(heads, backbone)
     for name in backbone:  # kernels and BatchNorm moving statistics alike
-        assert all(np.array_equal(a, b) for a, b in zip(before[name], after[name])), name
+        assert all(np.array_equal(a, b) for a, b in zip(before[name], after[name], strict=True)), name
     for name in ("density", "malignancy"):
         assert not np.array_equal(base.get_layer(name).get_weights()[0], heads.get_layer(name).get_weights()[0])
     unfrozen = load_model(result.run_dir / "model_unfreeze.keras", compile=False)
     changed = {
         name
         for name in backbone
-        if not all(np.array_equal(a, b) for a, b in zip(after[name], _weights(unfrozen, [name])[name]))
+        if not all(np.array_equal(a, b) for a, b in zip(after[name], _weights(unfrozen, [name])[name], strict=True))
     }
     assert changed and changed <= {
         "stage4_down_dw",
@@ -165,6 +201,11 @@ def test_heads_phase_leaves_the_backbone_bit_identical() -> None:
 
 
 # ------------------------------------------------------------------------------------------- the candidate
+def config_of(result: ft.FinetuneResult) -> ft.FinetuneConfig:
+    """The config the shared candidate was made with (tests/_finetune_data.py)."""
+    return ft.FinetuneConfig(run_dir=result.run_dir, cache_dir=data.cache_dir(), **data.CANDIDATE_SETTINGS)
+
+
 def test_candidate_run_directory_is_a_normal_run(tmp_path: Path) -> None:
     from mammo_utils.evaluation.run import evaluate_run
     from mammo_utils.inference.predictor import Predictor
@@ -177,12 +218,13 @@ def test_candidate_run_directory_is_a_normal_run(tmp_path: Path) -> None:
     assert params["base_run"] == str(data.base_run_dir().resolve())
     assert params["image_size"] == base_params["image_size"] and params["model"] == "default"
     info = params["finetune"]
+    assert info["config"] == dataclasses.replace(config_of(result), base_run=data.base_run_dir()).to_dict()
     assert [p["phase"] for p in info["phases"]] == ["heads", "unfreeze"]
     assert info["phases"][0]["trainable_params"] < info["phases"][1]["trainable_params"]
     assert info["kept_phase"] in ("heads", "unfreeze")
     assert params["best_val_loss"] == min(p["best_val_loss"] for p in info["phases"])
     kept = load_model(result.run_dir / f"model_{info['kept_phase']}.keras", compile=False)
-    assert all(np.array_equal(a, b) for a, b in zip(kept.get_weights(), result.model.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(kept.get_weights(), result.model.get_weights(), strict=True))
     history = pd.read_csv(result.run_dir / "history.csv")
     assert history["phase"].tolist() == ["heads", "unfreeze"] and history["epoch"].tolist() == [0, 1]
     split = result.split
@@ -199,18 +241,25 @@ def test_candidate_run_directory_is_a_normal_run(tmp_path: Path) -> None:
 
 
 def test_update_is_deterministic_and_registers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """update() on a fresh registry: v1 = the latest run, v2 = the same candidate as finetune() with that seed."""
+    """update() on a fresh registry: v1 = the latest run, v2 = the same candidate as finetune() with that seed.
+
+    The gate traces one predict step per model (loading each once, batches of one shape)."""
     expected = data.candidate()
     monkeypatch.setenv("MAMMO_HOME", str(tmp_path))
     (tmp_path / "models" / "runs").mkdir(parents=True)
     (tmp_path / "models" / "runs" / "LATEST").write_text(str(data.base_run_dir().resolve()) + "\n")
-    with pytest.raises(TypeError, match="roll back first"):
-        ft.update(data.submissions(), base_run=data.base_run_dir())
-    with data.no_graph_optimizer(), warnings.catch_warnings():
+    with pytest.raises(ValueError, match="roll back first"):
+        ft.update(data.submissions(), ft.FinetuneConfig(base_run=data.base_run_dir()))
+    config = ft.FinetuneConfig(cache_dir=data.cache_dir(), **data.CANDIDATE_SETTINGS)
+    with data.no_graph_optimizer(), warnings.catch_warnings(), data.predict_functions() as made:
         warnings.simplefilter("ignore", UserWarning)
-        result = ft.update(data.submissions(), n_boot=20, cache_dir=data.cache_dir(), **data.CANDIDATE_SETTINGS)
+        result = ft.update(data.submissions(), config, n_boot=20)
+    assert data.tracing_counts(made) == [1, 1]  # the gate: current and candidate model, one trace each
     assert result.base.version == "v1" and result.base.run_dir == data.base_run_dir().resolve()
-    assert all(np.array_equal(a, b) for a, b in zip(result.finetune.model.get_weights(), expected.model.get_weights()))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(result.finetune.model.get_weights(), expected.model.get_weights(), strict=True)
+    )
     pd.testing.assert_frame_equal(
         result.finetune.history.drop(columns=[c for c in result.finetune.history if "time" in c]),
         expected.history.drop(columns=[c for c in expected.history if "time" in c]),

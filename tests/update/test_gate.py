@@ -8,7 +8,11 @@ weight zeroed: constant outputs, kappa 0 and AUC 0.5), both ways round.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import _finetune_data as data
@@ -202,3 +206,40 @@ def test_gate_needs_val_and_test_rows(models: dict) -> None:
         gate.evaluate_gate(models["better"], models["worse"], held_out[held_out["split"] == "val"], write=False)
     with pytest.raises(ValueError, match="'split' column"):
         gate.evaluate_gate(models["better"], models["worse"], held_out.drop(columns="split"), write=False)
+
+
+def test_gate_traces_each_models_predict_step_once(models: dict) -> None:
+    """One load and one predict call per model, in batches of one shape: no tf.function retracing."""
+    held_out = models["held_out"]
+    n_rows = int(held_out["split"].isin(["val", "test"]).sum())
+    batch_size = 7 if n_rows % 7 else 6  # a partial last batch, which is padded
+    assert n_rows % batch_size and n_rows > batch_size
+    with data.predict_functions() as made:
+        first = gate.evaluate_gate(
+            models["better"], models["worse"], held_out, n_boot=10, batch_size=batch_size, write=False
+        )
+    assert data.tracing_counts(made) == [1, 1]
+    again = gate.evaluate_gate(models["better"], models["worse"], held_out, n_boot=10, write=False)
+    for who in ("current", "candidate"):  # the padding does not change the predictions
+        for name, entry in getattr(first, who).items():
+            value = getattr(again, who)[name]["value"]
+            assert value == (None if entry["value"] is None else pytest.approx(entry["value"], abs=1e-6)), (who, name)
+
+
+def test_gate_in_a_fresh_process_logs_no_retracing_warning(models: dict) -> None:
+    """What notebook 05 printed: TensorFlow warns after 5 traces of Keras' predict step within ~10 calls.
+
+    The warning's counter is process-wide (earlier tests' models count too), so the gate runs in a fresh process,
+    with batches of 7 so that every split would end in a partial batch.
+    """
+    script = textwrap.dedent(f"""
+        from mammo_utils.update.gate import evaluate_gate
+        decision = evaluate_gate({str(models["candidate"])!r}, {str(data.base_run_dir())!r}, n_boot=5, batch_size=7,
+                                 cache_dir={str(data.cache_dir())!r}, write=False)
+        print("promote", decision.promote)
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "promote" in done.stdout
+    assert "retracing" not in done.stderr + done.stdout, done.stderr[-3000:]
