@@ -60,7 +60,7 @@ VOILA_FLAGS := --no-browser --Voila.ip=127.0.0.1 --VoilaExecutor.timeout=300 \
 	--Voila.tornado_settings="{'websocket_max_message_size': 209715200}"
 
 app: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/voila notebooks/04_predict_widget.ipynb --port=$(APP_PORT) $(VOILA_FLAGS)
+	$(BIN)/voila notebooks/04_predict_widget.ipynb --port=$(APP_PORT) $(VOILA_FLAGS)
 
 # The static checks, fastest failure first: lint and format (ruff), types (mypy), the layer contract (import-linter,
 # contracts in pyproject.toml, see ARCHITECTURE.md). .pre-commit-config.yaml runs the same four before each commit.

@@ -52,7 +52,6 @@ def main() -> None:
     parser.add_argument("--run-dir", default=None, help="training run to load (default: the latest)")
     parser.add_argument("--passes", type=int, default=5, help="timed passes over the 8 DICOMs after one warm-up")
     args = parser.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
 

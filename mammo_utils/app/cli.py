@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,7 +85,6 @@ def _line(record: dict) -> str:
 
 
 def _predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mammo_utils.inference.batch import collect_inputs
     from mammo_utils.inference.predictor import Predictor
 

@@ -135,7 +135,6 @@ def _submit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _predict_for_record(path: str) -> tuple[dict | None, str | None]:
     """The current model's prediction to store with the submission; (None, None) when there is no model."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mammo_utils.imaging.mammogram import MammogramReadError
     from mammo_utils.inference.predictor import Predictor
 
@@ -187,7 +186,6 @@ def _review(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _update(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mammo_utils.update.finetune import FinetuneConfig, update
 
     store = _store(args)

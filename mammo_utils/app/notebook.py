@@ -1,5 +1,5 @@
 """What every notebook does first: honour CI's fast switch, seed the generators, set figure defaults, keep the
-output clean (no progress bars, no TensorFlow warnings).
+output clean (no progress bars).
 
 TensorFlow's C++ start-up lines are silenced earlier, by the package root (:mod:`mammo_utils`), because that must
 happen before TensorFlow is imported.
@@ -8,7 +8,6 @@ happen before TensorFlow is imported.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import random
 from collections.abc import Callable
@@ -22,7 +21,6 @@ import tqdm.std
 FAST_ENV = "MAMMO_FAST"
 FIGURE_DPI = 100  # figures saved to figures/
 INLINE_DPI = 72  # figures shown inline, so committed notebooks stay small
-TENSORFLOW_LOGGER = "tensorflow"  # the Python logger behind tf.get_logger() (e.g. "tf.function retracing" warnings)
 
 
 def _disabled(init: Callable[..., None]) -> Callable[..., None]:
@@ -49,7 +47,7 @@ class NotebookSetup:
 
 
 def setup(fast: bool = False, seed: int = 42, progress: bool = False) -> NotebookSetup:
-    """Seed Python and numpy, set matplotlib defaults, quiet progress bars and TensorFlow, and resolve fast mode.
+    """Seed Python and numpy, set matplotlib defaults, quiet progress bars and resolve fast mode.
 
     ``fast`` is also switched on by the environment variable ``MAMMO_FAST=1``; the test suite sets it so
     that ``pytest --nbval-lax`` can re-run the committed (full-run) notebooks in about a minute each.
@@ -75,7 +73,6 @@ def setup(fast: bool = False, seed: int = 42, progress: bool = False) -> Noteboo
     np.random.seed(seed)
     mpl.rcParams.update({"figure.dpi": INLINE_DPI, "savefig.dpi": FIGURE_DPI, "savefig.bbox": "tight"})
     progress_bars(progress)
-    logging.getLogger(TENSORFLOW_LOGGER).setLevel(logging.ERROR)
     return NotebookSetup(fast=fast, seed=seed)
 
 

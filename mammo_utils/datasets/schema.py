@@ -41,13 +41,16 @@ def _clean_choice(value: Any, choices: Iterable[str]) -> Any:
     return value  # left as is so validate_manifest can report it
 
 
-def make_manifest(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
+def make_manifest(
+    rows: Iterable[Mapping[str, Any]] | Mapping[str, Any] | pd.DataFrame, extra: Iterable[str] = ()
+) -> pd.DataFrame:
     """Build a manifest DataFrame with the schema's columns and dtypes.
 
     Parameters
     ----------
     rows
-        Records (dicts) or a DataFrame holding at least ``image_path``; missing schema columns become NA.
+        Records (dicts), a dict of columns, or a DataFrame holding at least ``image_path``; missing schema
+        columns become NA.
     extra
         Extra columns to keep after the schema's (e.g. ``background`` for mini-MIAS).
 
@@ -57,7 +60,12 @@ def make_manifest(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, extra: Itera
         Columns ``MANIFEST_COLUMNS + extra`` with dtypes: strings as ``object`` holding ``str`` or ``pd.NA``,
         ``density`` as nullable ``Int64``.
     """
-    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if isinstance(rows, pd.DataFrame):
+        frame = rows.copy()
+    elif isinstance(rows, Mapping):
+        frame = pd.DataFrame(dict(rows))  # a dict of columns
+    else:
+        frame = pd.DataFrame(list(rows))
     extra = [column for column in extra if column not in MANIFEST_COLUMNS]
     for column in (*MANIFEST_COLUMNS, *extra):
         if column not in frame.columns:

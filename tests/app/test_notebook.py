@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import logging
 import random
 from collections.abc import Iterator
 
@@ -21,7 +20,6 @@ from mammo_utils.app.notebook import (
     FAST_ENV,
     FIGURE_DPI,
     INLINE_DPI,
-    TENSORFLOW_LOGGER,
     NotebookSetup,
     progress_bars,
     setup,
@@ -32,8 +30,6 @@ from mammo_utils.app.notebook import (
 def restore_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """setup() changes matplotlib's settings, tqdm's constructor and TensorFlow's logger: put them back."""
     monkeypatch.setattr(tqdm.std.tqdm, "__init__", vars(tqdm.std.tqdm)["__init__"])
-    tensorflow_logger = logging.getLogger(TENSORFLOW_LOGGER)
-    monkeypatch.setattr(tensorflow_logger, "level", tensorflow_logger.level)
     with mpl.rc_context():
         yield
 
@@ -134,11 +130,3 @@ def test_progress_true_keeps_the_bars(no_fast_env: None) -> None:
     assert vars(tqdm.std.tqdm)["__init__"] is original
     assert "3/3" in _drawn()
     assert _drawn(disable=True) == ""
-
-
-def test_silences_tensorflow_python_warnings_but_not_errors(no_fast_env: None) -> None:
-    logger = logging.getLogger(TENSORFLOW_LOGGER)
-    logger.setLevel(logging.NOTSET)
-    setup()
-    assert not logger.isEnabledFor(logging.WARNING)  # e.g. "5 out of the last 13 calls ... triggered retracing"
-    assert logger.isEnabledFor(logging.ERROR)

@@ -466,3 +466,14 @@ def test_loaders_need_no_warnings_on_clean_data(
         cbis_ddsm(kaggle_root)
         mias(mias_root)
         manifest(user_csv)
+
+
+def test_make_manifest_reads_records_a_dict_of_columns_and_a_frame_alike() -> None:
+    from mammo_utils.datasets.schema import make_manifest
+
+    records = [{"image_path": "a.png", "density": 2}, {"image_path": "b.png", "density": "4"}]
+    columns = {"image_path": ["a.png", "b.png"], "density": [2, "4"]}
+    expected = make_manifest(records)
+    assert expected["density"].tolist() == [2, 4]
+    pd.testing.assert_frame_equal(make_manifest(columns), expected)
+    pd.testing.assert_frame_equal(make_manifest(pd.DataFrame(columns)), expected)
