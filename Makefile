@@ -50,6 +50,8 @@ run: system-deps $(STAMP)
 	  echo "== notebooks/$$nb.ipynb"; \
 	  $(BIN)/papermill --cwd notebooks -k python3 $(PAPERMILL_FLAGS) notebooks/$$nb.ipynb notebooks/$$nb.ipynb; \
 	done
+	@# papermill's injected-parameters cell is not ruff-formatted; format it so `make lint` stays clean
+	$(BIN)/ruff format -q notebooks
 
 # The panel as a web page: Voila on localhost only, code cells hidden (Voila's default), each cell stopped after
 # 300 s (time enough to train the fast fallback model when no run exists), idle kernels culled after 10 minutes,
