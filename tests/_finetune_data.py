@@ -108,7 +108,8 @@ def submissions() -> pd.DataFrame:
 @lru_cache(maxsize=1)
 def candidate():
     """The :class:`~mammo_utils.update.finetune.FinetuneResult` of the base on the submissions."""
-    from mammo_utils.update.finetune import FinetuneConfig, finetune
+    from mammo_utils.update.config import FinetuneConfig
+    from mammo_utils.update.finetune import finetune
 
     config = FinetuneConfig(
         base_run=base_run_dir(), run_dir=folder() / "runs" / "candidate", cache_dir=cache_dir(), **CANDIDATE_SETTINGS

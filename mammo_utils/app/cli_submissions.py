@@ -186,7 +186,8 @@ def _review(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _update(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from mammo_utils.update.finetune import FinetuneConfig, update
+    from mammo_utils.update.config import FinetuneConfig
+    from mammo_utils.update.finetune import update
 
     store = _store(args)
     try:

@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from mammo_utils import paths
 from mammo_utils.datasets import schema
-from mammo_utils.datasets.synthetic_phantom import IMAGE_SHAPE, sample_dense_fraction, sample_finding, synthetic_phantom
+from mammo_utils.datasets.synthetic_findings import sample_finding
+from mammo_utils.datasets.synthetic_phantom import IMAGE_SHAPE, sample_dense_fraction, synthetic_phantom
 
 __all__ = ["generate_synthetic", "load_synthetic", "plan_synthetic", "default_dir"]
 

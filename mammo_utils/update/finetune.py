@@ -28,18 +28,14 @@ Predictor work on it; ``models/runs/LATEST`` is *not* moved (the registry decide
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import warnings
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import keras
 import pandas as pd
 
-from mammo_utils.datasets.schema import MANIFEST_COLUMNS, ManifestError, make_manifest
-from mammo_utils.datasets.splits import split_by_patient
 from mammo_utils.evaluation.run import read_split
 from mammo_utils.models.networks import BACKBONE_LAYER, LAST_CONV_LAYER, load_model, set_backbone_trainable
 from mammo_utils.models.records import data_hash
@@ -49,11 +45,11 @@ from mammo_utils.training.config import TrainConfig
 from mammo_utils.training.runs import load_run
 from mammo_utils.training.steps import unique_run_dir, write_json
 from mammo_utils.training.train import train
+from mammo_utils.update.config import DEFAULT_UNFREEZE_TOP_N, FinetuneConfig
+from mammo_utils.update.data_mix import finetune_manifest
 from mammo_utils.update.gate import DEFAULT_TOLERANCE, ORIGIN_COLUMN, GateDecision, evaluate_gate
 
-DEFAULT_UNFREEZE_TOP_N = 16  # default model: the last stage (two separable units, 13 layers) + the 1x1 conv block
 PHASES: tuple[str, ...] = ("heads", "unfreeze")
-SUBMISSION_PREFIX = "submission:"  # prefixed to submission patient IDs in the fine-tuning manifest
 
 
 @dataclass
@@ -132,187 +128,6 @@ def set_finetune_trainable(model: keras.Model, phase: str, top_n: int | None = D
     for index, layer in enumerate(backbone):
         layer.trainable = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
     return model
-
-
-# ------------------------------------------------------------------------------------------- the data
-def _labelled_submissions(submissions: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(submissions, pd.DataFrame):
-        raise TypeError(f"submissions must be a manifest DataFrame, got {type(submissions).__name__}")
-    if "image_path" not in submissions.columns:
-        raise ValueError(
-            "submissions need an 'image_path' column (a manifest, e.g. Store().manifest(status='accepted'))"
-        )
-    frame = make_manifest(submissions)
-    has_label = frame["density"].notna() | frame["pathology"].notna()
-    if not has_label.any():
-        raise ValueError(
-            f"none of the {len(frame)} submission(s) has a density or pathology label; "
-            "fine-tuning needs labelled submissions"
-        )
-    if not has_label.all():
-        warnings.warn(f"{int((~has_label).sum())} submission(s) without any label are left out", stacklevel=3)
-    frame = frame[has_label].reset_index(drop=True)
-    frame["source"] = frame["source"].fillna("submission")
-    return frame
-
-
-def _replay_rows(
-    pool: pd.DataFrame, n_sub_train: int, replay_fraction: float, n_replay: int | None, seed: int
-) -> pd.DataFrame:
-    if n_replay is None:
-        if not 0 <= replay_fraction < 1:
-            raise ValueError(f"replay_fraction must be in [0, 1), got {replay_fraction!r}")
-        n_replay = round(n_sub_train * replay_fraction / (1 - replay_fraction))
-    if n_replay < 0:
-        raise ValueError(f"n_replay must be >= 0, got {n_replay!r}")
-    if n_replay > len(pool):
-        warnings.warn(f"asked for {n_replay} replay images but only {len(pool)} are available; using all", stacklevel=3)
-        n_replay = len(pool)
-    return pool.sample(n=int(n_replay), random_state=seed).sort_index() if n_replay else pool.iloc[:0]
-
-
-def finetune_manifest(
-    submissions: pd.DataFrame,
-    base_split: pd.DataFrame,
-    replay: pd.DataFrame | None = None,
-    *,
-    replay_fraction: float = 0.5,
-    n_replay: int | None = None,
-    held_out_fraction: float = 0.25,
-    val_fraction: float = 0.15,
-    seed: int = 42,
-) -> pd.DataFrame:
-    """The fine-tuning manifest: submissions split by patient, a replay sample, the base val/test rows.
-
-    Parameters
-    ----------
-    submissions : pandas.DataFrame
-        Labelled manifest rows; any ``split`` they carry is replaced.
-    base_split : pandas.DataFrame
-        The base run's ``split.csv`` (its ``val`` and ``test`` rows are kept as they are).
-    replay : pandas.DataFrame, optional
-        Replay pool (default: the base split's ``train`` rows).
-    replay_fraction : float
-        Share of replay images in the training mix, in [0, 1): 0.5 = as many replay as submission images.
-    n_replay : int, optional
-        Number of replay images (overrides ``replay_fraction``).
-    held_out_fraction, val_fraction : float
-        Fractions of submission *patients* held out for the gate, and for validation.
-    seed : int
-
-    Returns
-    -------
-    pandas.DataFrame
-        Manifest columns plus :data:`~mammo_utils.update.gate.ORIGIN_COLUMN`.
-    """
-    frame = _labelled_submissions(submissions)
-    try:
-        frame = split_by_patient(frame, val_fraction=val_fraction, test_fraction=held_out_fraction, seed=seed)
-    except ManifestError as exc:
-        raise ManifestError(
-            f"cannot split the {frame['patient_id'].nunique()} submission patient(s) with "
-            f"held_out_fraction={held_out_fraction} and val_fraction={val_fraction}: {exc}"
-        ) from exc
-    n_train = int((frame["split"] == "train").sum())  # >= 1: split_by_patient never empties the training split
-    frame[ORIGIN_COLUMN] = "submission"
-    frame["patient_id"] = [f"{SUBMISSION_PREFIX}{p}" for p in frame["patient_id"]]  # never merged with base patients
-    base = make_manifest(base_split)
-    pool = base[base["split"] == "train"] if replay is None else make_manifest(replay)
-    replayed = _replay_rows(pool, n_train, replay_fraction, n_replay, seed).assign(split="train")
-    replayed[ORIGIN_COLUMN] = "replay"
-    kept = base[base["split"].isin(["val", "test"])].copy()
-    kept[ORIGIN_COLUMN] = "base"
-    columns = [*MANIFEST_COLUMNS, ORIGIN_COLUMN]
-    return pd.concat([frame[columns], replayed[columns], kept[columns]], ignore_index=True)
-
-
-# ------------------------------------------------------------------------------------------- training
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """How :func:`finetune` updates a base run's model (checked when it is made; see the module notes).
-
-    Attributes
-    ----------
-    base_run : path, optional
-        Default :func:`~mammo_utils.models.registry.current_run_dir` (the registry's current version, else the
-        latest run). :func:`update` sets it to the current version's run.
-    replay_fraction, n_replay, held_out_fraction, val_fraction
-        See :func:`finetune_manifest`: ``replay_fraction`` in [0, 1), ``n_replay`` >= 0 (overrides it), the two
-        fractions of submission patients in [0, 1) with a sum below 1.
-    epochs_heads, epochs_unfreeze : int
-        Epochs of each phase (``epochs_heads`` >= 1; ``epochs_unfreeze=0`` skips the second). Fast mode caps each at 2.
-    unfreeze_top_n : int or None
-        Backbone layers trained in the unfreeze phase (None = all).
-    lr_heads, lr_unfreeze : float
-        Learning rates (positive; the second should be lower).
-    batch_size, patience, fast, seed, cache_dir, verbose
-        As in :class:`~mammo_utils.training.config.TrainConfig`; the same seed gives the same candidate.
-    run_dir : path, optional
-        Default ``models/runs/<timestamp>_finetune_<model>``.
-    parent_version : str, optional
-        The registry version of the base run, recorded in ``params.json`` (:func:`update` sets it).
-
-    Raises
-    ------
-    ValueError
-        On a number out of range.
-    """
-
-    base_run: str | os.PathLike[str] | None = None
-    replay_fraction: float = 0.5
-    n_replay: int | None = None
-    held_out_fraction: float = 0.25
-    val_fraction: float = 0.15
-    epochs_heads: int = 5
-    epochs_unfreeze: int = 0
-    unfreeze_top_n: int | None = DEFAULT_UNFREEZE_TOP_N
-    lr_heads: float = 1e-3
-    lr_unfreeze: float = 1e-4
-    batch_size: int = 16
-    patience: int = 3
-    fast: bool = False
-    seed: int = 42
-    run_dir: str | os.PathLike[str] | None = None
-    cache_dir: str | os.PathLike[str] | None = None
-    verbose: int = 0
-    parent_version: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.epochs_heads < 1 or self.epochs_unfreeze < 0:
-            raise ValueError(
-                f"epochs_heads must be >= 1 and epochs_unfreeze >= 0; got {self.epochs_heads}, {self.epochs_unfreeze}"
-            )
-        if not (self.lr_heads > 0 and self.lr_unfreeze > 0):
-            raise ValueError(
-                f"learning rates must be positive; got lr_heads={self.lr_heads}, lr_unfreeze={self.lr_unfreeze}"
-            )
-        if not 0 <= self.replay_fraction < 1:
-            raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction!r}")
-        if self.n_replay is not None and self.n_replay < 0:
-            raise ValueError(f"n_replay must be >= 0 or None, got {self.n_replay!r}")
-        if not (0 <= self.held_out_fraction < 1 and 0 <= self.val_fraction < 1):
-            raise ValueError(
-                "held_out_fraction and val_fraction must be in [0, 1); "
-                f"got {self.held_out_fraction}, {self.val_fraction}"
-            )
-        if self.held_out_fraction + self.val_fraction >= 1:
-            raise ValueError("held_out_fraction + val_fraction must be below 1 (some submissions must train)")
-        if self.unfreeze_top_n is not None and self.unfreeze_top_n < 0:
-            raise ValueError(f"unfreeze_top_n must be >= 0 or None, got {self.unfreeze_top_n!r}")
-        if self.batch_size < 1 or self.patience < 0:
-            raise ValueError(f"batch_size must be >= 1 and patience >= 0; got {self.batch_size}, {self.patience}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON values (paths as strings)."""
-        out = {field.name: getattr(self, field.name) for field in fields(self)}
-        for key in ("base_run", "run_dir", "cache_dir"):
-            out[key] = None if out[key] is None else str(out[key])
-        return out
-
-    def phase_plan(self) -> list[tuple[str, int, float]]:
-        """``(phase, epochs, learning rate)`` per phase to run: heads, then unfreeze if it has epochs."""
-        plan = [("heads", self.epochs_heads, self.lr_heads)]
-        return plan + ([("unfreeze", self.epochs_unfreeze, self.lr_unfreeze)] if self.epochs_unfreeze else [])
 
 
 def _phase_config(
@@ -547,13 +362,10 @@ def update(
 
 
 __all__ = [
-    "DEFAULT_UNFREEZE_TOP_N",
-    "FinetuneConfig",
     "FinetuneResult",
     "UpdateResult",
     "backbone_layers",
     "finetune",
-    "finetune_manifest",
     "set_finetune_trainable",
     "update",
 ]

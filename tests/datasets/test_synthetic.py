@@ -14,13 +14,11 @@ from PIL import Image
 
 from mammo_utils.datasets import schema, synthetic
 from mammo_utils.datasets.synthetic import generate_synthetic, load_synthetic, plan_synthetic
+from mammo_utils.datasets.synthetic_findings import BENIGN_FINDINGS, MALIGNANT_FINDINGS, sample_finding
 from mammo_utils.datasets.synthetic_phantom import (
-    BENIGN_FINDINGS,
     IMAGE_SHAPE,
-    MALIGNANT_FINDINGS,
     density_from_fraction,
     sample_dense_fraction,
-    sample_finding,
     synthetic_phantom,
 )
 

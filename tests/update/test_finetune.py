@@ -22,6 +22,8 @@ from mammo_utils.models.registry import Registry
 from mammo_utils.paths import latest_run_dir
 from mammo_utils.training.config import TrainConfig
 from mammo_utils.training.train import RUN_FILES, train
+from mammo_utils.update import config as update_config
+from mammo_utils.update import data_mix
 from mammo_utils.update import finetune as ft
 from mammo_utils.update.gate import ORIGIN_COLUMN
 
@@ -46,7 +48,7 @@ def _split(n_patients: int, images_each: int = 2, source: str = "synthetic") -> 
 def test_manifest_mix_splits_submissions_by_patient_and_samples_replay() -> None:
     base = _split(30).assign(split=["train"] * 40 + ["val"] * 10 + ["test"] * 10)
     subs = _split(20, source="submission").assign(split="test")  # a given split is replaced
-    mix = ft.finetune_manifest(subs, base, held_out_fraction=0.25, val_fraction=0.15, seed=3)
+    mix = data_mix.finetune_manifest(subs, base, held_out_fraction=0.25, val_fraction=0.15, seed=3)
     sub_rows = mix[mix[ORIGIN_COLUMN] == "submission"]
     assert len(sub_rows) == 40 and set(sub_rows["split"]) == {"train", "val", "test"}
     assert sub_rows.groupby("patient_id")["split"].nunique().max() == 1  # patient-level
@@ -57,17 +59,17 @@ def test_manifest_mix_splits_submissions_by_patient_and_samples_replay() -> None
     assert set(replay["image_path"]) <= set(base.loc[base["split"] == "train", "image_path"])
     kept = mix[mix[ORIGIN_COLUMN] == "base"]
     assert kept["split"].value_counts().to_dict() == {"val": 10, "test": 10}
-    again = ft.finetune_manifest(subs, base, held_out_fraction=0.25, val_fraction=0.15, seed=3)
+    again = data_mix.finetune_manifest(subs, base, held_out_fraction=0.25, val_fraction=0.15, seed=3)
     pd.testing.assert_frame_equal(mix, again)
-    quarter = ft.finetune_manifest(subs, base, replay_fraction=0.2, seed=3)
+    quarter = data_mix.finetune_manifest(subs, base, replay_fraction=0.2, seed=3)
     n_train = int(((quarter[ORIGIN_COLUMN] == "submission") & (quarter["split"] == "train")).sum())
     assert int((quarter[ORIGIN_COLUMN] == "replay").sum()) == round(n_train * 0.25)
-    assert int((ft.finetune_manifest(subs, base, n_replay=7, seed=3)[ORIGIN_COLUMN] == "replay").sum()) == 7
+    assert int((data_mix.finetune_manifest(subs, base, n_replay=7, seed=3)[ORIGIN_COLUMN] == "replay").sum()) == 7
     with pytest.warns(UserWarning, match="only 40 are available"):
-        capped = ft.finetune_manifest(subs, base, n_replay=500, seed=3)
+        capped = data_mix.finetune_manifest(subs, base, n_replay=500, seed=3)
     assert int((capped[ORIGIN_COLUMN] == "replay").sum()) == 40
     other_pool = _split(5, source="other")
-    mixed = ft.finetune_manifest(subs, base, replay=other_pool, n_replay=4, seed=3)
+    mixed = data_mix.finetune_manifest(subs, base, replay=other_pool, n_replay=4, seed=3)
     assert set(mixed.loc[mixed[ORIGIN_COLUMN] == "replay", "source"]) == {"other"}
 
 
@@ -76,20 +78,20 @@ def test_manifest_mix_refuses_bad_input() -> None:
     subs = _split(12, source="submission")
     unlabelled = subs.assign(density=pd.NA, pathology=pd.NA)
     with pytest.raises(ValueError, match="none of the 24 submission"):
-        ft.finetune_manifest(unlabelled, base)
+        data_mix.finetune_manifest(unlabelled, base)
     partly = subs.copy()
     partly.loc[[0, 1], ["density", "pathology"]] = pd.NA
     with pytest.warns(UserWarning, match="2 submission"):
-        mix = ft.finetune_manifest(partly, base, seed=1)
+        mix = data_mix.finetune_manifest(partly, base, seed=1)
     assert len(mix[mix[ORIGIN_COLUMN] == "submission"]) == 22
     with pytest.raises(ValueError, match="'image_path'"):
-        ft.finetune_manifest(subs.drop(columns="image_path"), base)
+        data_mix.finetune_manifest(subs.drop(columns="image_path"), base)
     with pytest.raises(TypeError, match="manifest DataFrame"):
-        ft.finetune_manifest(subs.to_dict("records"), base)
+        data_mix.finetune_manifest(subs.to_dict("records"), base)
     with pytest.raises(ValueError, match="replay_fraction"):
-        ft.finetune_manifest(subs, base, replay_fraction=1.0)
+        data_mix.finetune_manifest(subs, base, replay_fraction=1.0)
     with pytest.raises(ValueError, match="cannot split the 2 submission patient"):
-        ft.finetune_manifest(_split(2, source="submission"), base, held_out_fraction=0.5, val_fraction=0.4)
+        data_mix.finetune_manifest(_split(2, source="submission"), base, held_out_fraction=0.5, val_fraction=0.4)
 
 
 # ------------------------------------------------------------------------------------------- freezing
@@ -138,13 +140,19 @@ def test_train_refuses_a_mismatched_initial_model(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- the config
 def test_finetune_config_defaults_and_json_form(tmp_path: Path) -> None:
-    config = ft.FinetuneConfig()
-    assert (config.epochs_heads, config.epochs_unfreeze, config.unfreeze_top_n) == (5, 0, ft.DEFAULT_UNFREEZE_TOP_N)
+    config = update_config.FinetuneConfig()
+    assert (config.epochs_heads, config.epochs_unfreeze, config.unfreeze_top_n) == (
+        5,
+        0,
+        update_config.DEFAULT_UNFREEZE_TOP_N,
+    )
     assert config.phase_plan() == [("heads", 5, 1e-3)]
-    both = ft.FinetuneConfig(epochs_unfreeze=2, lr_unfreeze=1e-5, base_run=tmp_path, cache_dir=tmp_path / "c")
+    both = update_config.FinetuneConfig(
+        epochs_unfreeze=2, lr_unfreeze=1e-5, base_run=tmp_path, cache_dir=tmp_path / "c"
+    )
     assert both.phase_plan() == [("heads", 5, 1e-3), ("unfreeze", 2, 1e-5)]
     payload = both.to_dict()
-    assert list(payload) == [f.name for f in dataclasses.fields(ft.FinetuneConfig)]
+    assert list(payload) == [f.name for f in dataclasses.fields(update_config.FinetuneConfig)]
     assert payload["base_run"] == str(tmp_path) and payload["cache_dir"] == str(tmp_path / "c")
     assert json.loads(json.dumps(payload)) == payload
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -167,7 +175,7 @@ def test_finetune_config_defaults_and_json_form(tmp_path: Path) -> None:
 )
 def test_finetune_config_refuses_bad_values(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ft.FinetuneConfig(**changes)
+        update_config.FinetuneConfig(**changes)
 
 
 def _weights(model: keras.Model, layer_names: list[str]) -> dict[str, list[np.ndarray]]:
@@ -201,9 +209,9 @@ def test_heads_phase_leaves_the_backbone_bit_identical() -> None:
 
 
 # ------------------------------------------------------------------------------------------- the candidate
-def config_of(result: ft.FinetuneResult) -> ft.FinetuneConfig:
+def config_of(result: ft.FinetuneResult) -> update_config.FinetuneConfig:
     """The config the shared candidate was made with (tests/_finetune_data.py)."""
-    return ft.FinetuneConfig(run_dir=result.run_dir, cache_dir=data.cache_dir(), **data.CANDIDATE_SETTINGS)
+    return update_config.FinetuneConfig(run_dir=result.run_dir, cache_dir=data.cache_dir(), **data.CANDIDATE_SETTINGS)
 
 
 def test_candidate_run_directory_is_a_normal_run(tmp_path: Path) -> None:
@@ -231,7 +239,7 @@ def test_candidate_run_directory_is_a_normal_run(tmp_path: Path) -> None:
     assert set(split[ORIGIN_COLUMN]) == {"submission", "replay", "base"}
     subs = split[split[ORIGIN_COLUMN] == "submission"]
     assert len(subs) == 32 and subs.groupby("patient_id")["split"].nunique().max() == 1
-    assert subs["patient_id"].str.startswith(ft.SUBMISSION_PREFIX).all()
+    assert subs["patient_id"].str.startswith(data_mix.SUBMISSION_PREFIX).all()
     assert (subs["split"] == "test").any() and subs["density"].isna().any()  # partial labels are kept
     assert latest_run_dir() == data.base_run_dir()  # a candidate never moves LATEST
     evaluation = evaluate_run(result.run_dir, n_boot=20)
@@ -249,8 +257,8 @@ def test_update_is_deterministic_and_registers(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "models" / "runs").mkdir(parents=True)
     (tmp_path / "models" / "runs" / "LATEST").write_text(str(data.base_run_dir().resolve()) + "\n")
     with pytest.raises(ValueError, match="roll back first"):
-        ft.update(data.submissions(), ft.FinetuneConfig(base_run=data.base_run_dir()))
-    config = ft.FinetuneConfig(cache_dir=data.cache_dir(), **data.CANDIDATE_SETTINGS)
+        ft.update(data.submissions(), update_config.FinetuneConfig(base_run=data.base_run_dir()))
+    config = update_config.FinetuneConfig(cache_dir=data.cache_dir(), **data.CANDIDATE_SETTINGS)
     with data.no_graph_optimizer(), warnings.catch_warnings(), data.predict_functions() as made:
         warnings.simplefilter("ignore", UserWarning)
         result = ft.update(data.submissions(), config, n_boot=20)
