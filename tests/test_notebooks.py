@@ -55,7 +55,7 @@ EXPECTED_FIGURES = {
         "01_standardization_sample.png",
         "01_standardization_steps.png",
     ],
-    "02_train": ["02_architecture_seed.png", "02_architecture_default.png", "02_training_curves.png"],
+    "02_train": ["02_architecture_seed.png", "02_architecture_lesion.png", "02_training_curves.png"],
     "03_evaluate": ["03_confusion_matrices.png", "03_roc_pr.png", "03_reliability.png", "03_gradcam_gallery.png"],
     "05_update_model": ["05_label_balance.png", "05_gate.png"],
 }

@@ -77,10 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _line(record: dict) -> str:
     probs = " ".join(f"{k}={record[f'p_density_{k}']:.2f}" for k in "abcd")
     calibration = "calibrated" if record["calibrated"] else "uncalibrated"
+    regions = record.get("regions") or []
+    where = ""
+    if regions:
+        top, left, bottom, right = (round(v) for v in regions[0]["box_original"])
+        where = f"\ttop region rows {top}-{bottom}, columns {left}-{right} (p {regions[0]['probability']:.2f})"
     return (
         f"{record['source']}\tdensity {record['density_letter']} ({record['density_name']}) [{probs}]\t"
         f"malignancy {record['malignancy_prob']:.3f} -> {record['call']} (threshold {record['threshold']:.3f}, "
-        f"{calibration})"
+        f"{calibration}){where}"
     )
 
 

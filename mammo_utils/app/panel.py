@@ -223,15 +223,16 @@ def render_html(item: ItemResult) -> str:
     assert p is not None
     figures = [_figure(_data_uri(_thumbnail_with_box(p)), "original (red: crop)")]
     if p.image is not None:
-        from mammo_utils.inference.overlays import overlay
+        from mammo_utils.inference.overlays import outline_boxes, overlay
 
         figures.append(_figure(_data_uri(p.image), "standardized" + (" (flipped)" if p.flipped else "")))
-        for head, caption in (
-            ("density", f"Grad-CAM density {p.density_letter}"),
-            ("malignancy", "Grad-CAM malignancy"),
-        ):
-            if head in p.cams:
-                figures.append(_figure(_data_uri(overlay(p.image, p.cams[head])), caption))
+        if "density" in p.cams:
+            figures.append(_figure(_data_uri(overlay(p.image, p.cams["density"])), f"Grad-CAM density {p.density_letter}"))
+        if p.lesion_map is not None:
+            boxed = outline_boxes(overlay(p.image, p.lesion_map), [r.box_model for r in p.regions])
+            figures.append(_figure(_data_uri(boxed), "lesion map (malignant probability; boxes: top regions)"))
+        elif "malignancy" in p.cams:
+            figures.append(_figure(_data_uri(overlay(p.image, p.cams["malignancy"])), "Grad-CAM malignancy"))
     colour = "#b71c1c" if p.malignant else "#2e7d32"
     calibration = f"calibrated, temperature {p.temperature:.3g}" if p.calibrated else "uncalibrated"
     timings = ", ".join(f"{stage} {1000 * seconds:.0f} ms" for stage, seconds in p.timings.items())

@@ -3,9 +3,9 @@
 The synthetic manifest records each image's finding (``finding_y``, ``finding_x``, ``finding_radius``, in ORIGINAL
 image pixels). :func:`finding_in_model` maps it onto the model-input grid with
 :meth:`mammo_utils.imaging.standardize.Standardized.to_model_coordinates` (crop, left-right flip, resize, and the
-vertical padding of the left-aligned, vertically centred content); :func:`standardized_from_record` rebuilds the
-geometry of a :class:`~mammo_utils.imaging.standardize.Standardized` from a standardization record of the image
-cache (``crop_top``, ..., ``flipped``, ``scale``, ``content_height``, ``content_width``).
+vertical padding of the left-aligned, vertically centred content);
+:meth:`~mammo_utils.imaging.standardize.Standardized.from_record` rebuilds that geometry from a standardization
+record of the image cache (``crop_top``, ..., ``flipped``, ``scale``, ``content_height``, ``content_width``).
 
 :func:`score_map` then says whether the map's peak lies within the finding's radius plus ``margin`` model pixels
 (a *hit*), and which share of the map's mass falls in that disc (``mass_share``), next to the share of the breast
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from mammo_utils.datasets.findings import circle_to_model
 from mammo_utils.imaging.standardize import Standardized
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "gradcam_localization",
     "localization_summary",
     "score_map",
-    "standardized_from_record",
     "wilson_interval",
 ]
 
@@ -50,7 +50,6 @@ DEFAULT_MARGIN = 16.0  # model pixels: half a cell of a 7 x 7 Grad-CAM grid on a
 _MARGIN_FRACTION = DEFAULT_MARGIN / 224
 _FLAT = 0.01  # a map varying by less than 1 % of its maximum over the content has no peak (is "flat")
 FINDING_COLUMNS: tuple[str, ...] = ("finding_y", "finding_x", "finding_radius")
-_RECORD_COLUMNS = ("crop_top", "crop_left", "crop_bottom", "crop_right", "flipped", "content_height", "content_width")
 _KEEP_COLUMNS = (
     "image_path",
     "patient_id",
@@ -126,54 +125,14 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     return low, high
 
 
-def standardized_from_record(record: Mapping[str, Any], image_shape: tuple[int, int]) -> Standardized:
-    """The geometry of one image's standardization, rebuilt from its image-cache record.
-
-    Parameters
-    ----------
-    record : mapping
-        ``crop_top``, ``crop_left``, ``crop_bottom``, ``crop_right`` (original pixels), ``flipped``,
-        ``content_height``, ``content_width`` and optionally ``scale``, ``labels_removed``, ``found_breast``
-        (a row of :meth:`mammo_utils.training.cache.CachedImages.standardization`).
-    image_shape : tuple of int
-        ``(height, width)`` of the model input.
-
-    Returns
-    -------
-    Standardized
-        With a blank ``image`` and an empty ``mask``: enough for
-        :meth:`~mammo_utils.imaging.standardize.Standardized.to_model_coordinates`, not for display.
-    """
-    missing = [c for c in _RECORD_COLUMNS if c not in record]
-    if missing:
-        raise KeyError(f"the standardization record lacks {missing}; join the cache's records (standardization())")
-    return Standardized(
-        image=np.zeros(tuple(int(v) for v in image_shape), dtype=np.float32),
-        crop_box=(
-            int(record["crop_top"]),
-            int(record["crop_left"]),
-            int(record["crop_bottom"]),
-            int(record["crop_right"]),
-        ),
-        flipped=bool(record["flipped"]),
-        scale=float(record.get("scale", math.nan)),
-        labels_removed=int(record.get("labels_removed", 0)),
-        mask=np.zeros((0, 0), dtype=bool),
-        found_breast=bool(record.get("found_breast", True)),
-        content_shape=(int(record["content_height"]), int(record["content_width"])),
-    )
-
-
 def finding_in_model(standardized: Standardized, y: float, x: float, radius: float) -> FindingLocation:
     """Map a finding (centre ``y``, ``x`` and ``radius`` in ORIGINAL pixels) onto the model-input grid.
 
-    The radius is scaled by the mean of the vertical and horizontal resize factors (the resize keeps the aspect,
-    so the two agree to within a pixel's rounding).
+    Uses :func:`mammo_utils.datasets.findings.circle_to_model`: the radius is scaled by the mean of the vertical and
+    horizontal resize factors (the resize keeps the aspect, so the two agree to within a pixel's rounding).
     """
-    row, col = standardized.to_model_coordinates(np.array([y, y + radius, y]), np.array([x, x, x + radius]))
-    row, col = np.asarray(row, dtype=np.float64), np.asarray(col, dtype=np.float64)
-    radius_model = (abs(row[1] - row[0]) + abs(col[2] - col[0])) / 2.0
-    return FindingLocation(float(row[0]), float(col[0]), float(radius_model))
+    row, col, radius_model = circle_to_model(standardized, y, x, radius)
+    return FindingLocation(float(row), float(col), float(radius_model))
 
 
 def default_margin(image_shape: tuple[int, ...]) -> float:
@@ -213,7 +172,7 @@ def finding_circles(records: pd.DataFrame, image_shape: tuple[int, int]) -> list
             circles.append(None)
             continue
         spot = finding_in_model(
-            standardized_from_record(record, image_shape),
+            Standardized.from_record(record, image_shape),
             float(record["finding_y"]),
             float(record["finding_x"]),
             float(record["finding_radius"]),
@@ -303,7 +262,7 @@ def _score_record(
     cam: np.ndarray, record: Mapping[str, Any], image_shape: tuple[int, int], margin: float
 ) -> dict[str, Any]:
     """One table row: the record's kept columns, its finding on the model grid and the map's score."""
-    standardized = standardized_from_record(record, image_shape)
+    standardized = Standardized.from_record(record, image_shape)
     finding = finding_in_model(
         standardized, float(record["finding_y"]), float(record["finding_x"]), float(record["finding_radius"])
     )

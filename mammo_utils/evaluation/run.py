@@ -89,6 +89,31 @@ def gradcam_cached(
     return CachedMaps(images, cams.astype(np.float32), records)
 
 
+def lesion_maps_cached(model: Any, cached: CachedImages, rows: pd.DataFrame, batch_size: int = 16) -> CachedMaps:
+    """A lesion model's own maps (malignant probability, upsampled to the input grid, zero off the breast content).
+
+    Same arguments and result as :func:`gradcam_cached`; the maps are probabilities, not rescaled per image.
+    """
+    from mammo_utils.inference.gradcam import GradCAM
+    from mammo_utils.inference.overlays import mask_to_content
+    from mammo_utils.inference.regions import upsample_grid
+
+    if rows.empty:
+        raise ValueError("no rows to map: give at least one cached image")
+    images = cached.images(rows)[..., 0]
+    records = cached.standardization(attach_findings(rows, cached.manifest))
+    grids = GradCAM(model)(images, heads=("malignancy",), batch_size=batch_size).lesion_grids
+    if grids is None:
+        raise ValueError(f"model {model.name!r} has no lesion map (use gradcam_cached)")
+    shape = images.shape[1:3]
+    shapes = zip(records["content_height"], records["content_width"], strict=True)
+    maps = [
+        mask_to_content(upsample_grid(grid, shape), (int(h), int(w)), renormalize=False)
+        for grid, (h, w) in zip(grids, shapes, strict=True)
+    ]
+    return CachedMaps(images, np.stack(maps).astype(np.float32), records)
+
+
 def read_split(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The run's ``split.csv`` as a manifest with the schema's dtypes (extra columns kept)."""
     frame = pd.read_csv(Path(run_dir) / "split.csv")

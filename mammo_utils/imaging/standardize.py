@@ -1,30 +1,32 @@
 """Standardize a mammogram in four named steps: find the breast, blank what is outside it, crop, resize and pad.
 
 1. :func:`find_breast` segments a downsampled copy (long side about ``working_size`` pixels, see
-   :func:`mammo_utils.imaging.segmentation.segment`), so that a 4.7k x 2.6k film scan is standardized in a
-   few tens of milliseconds; it also decides the chest-wall side (where the mask touches the edge, else its
-   centre of mass, else the laterality hint);
-2. :func:`blank_outside_breast` sets everything outside the slightly dilated breast mask to 0, which blanks
-   burned-in labels, markers and frames; bright components outside the breast are counted as
-   ``labels_removed``;
-3. :func:`crop_to_breast` crops the full-resolution image to the mask's bounding box and flips it so that
-   the chest wall is on the LEFT;
+   :func:`mammo_utils.imaging.segmentation.segment`), so that a 4.7k x 2.6k film scan is standardized in a few tens
+   of milliseconds; it also decides the chest-wall side (where the mask touches the edge, else its centre of mass,
+   else the laterality hint);
+2. :func:`blank_outside_breast` sets everything outside the slightly dilated breast mask to 0, which blanks burned-in
+   labels, markers and frames; bright components outside the breast are counted as ``labels_removed``;
+3. :func:`crop_to_breast` crops the full-resolution image to the mask's bounding box and flips it so that the chest
+   wall is on the LEFT;
 4. :func:`resize_and_pad` decimates the crop by an integer block mean, resizes it with anti-aliasing (aspect
    preserved) and pads it with 0: content left-aligned (chest wall at the left edge) and vertically centred.
    With ``normalize=True`` (default) intensities are divided by the 99.9th percentile of the breast pixels and
    clipped to [0, 1] (a linear, deterministic gain; the background stays 0).
 
-Blanking and flipping are exact pixel-wise operations, so :func:`resize_and_pad` applies both at model
-resolution, after resampling the crop in its original orientation: the resampling sees the image as read
-(never a blanked edge), and the output does not depend on the summation order of a mirrored block mean.
-:func:`standardize` runs the steps in order; :func:`~mammo_utils.datasets.figures.standardization_steps`
-shows each of them.
+Blanking and flipping are exact pixel-wise operations, so :func:`resize_and_pad` applies both at model resolution,
+after resampling the crop in its original orientation: the resampling sees the image as read (never a blanked edge),
+and the output does not depend on the summation order of a mirrored block mean. :func:`standardize` runs the steps
+in order; :func:`~mammo_utils.datasets.figures.standardization_steps` shows each of them. A :class:`Standardized`
+maps points between the original image and the model input both ways (``to_model_coordinates``,
+``to_original_coordinates``), also when rebuilt from an image-cache record (``Standardized.from_record``).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from skimage.transform import resize
@@ -35,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mammo_utils.imaging.mammogram import Mammogram
 
 __all__ = [
+    "STANDARDIZATION_COLUMNS",
     "BreastCrop",
     "Standardized",
     "blank_outside_breast",
@@ -45,6 +48,8 @@ __all__ = [
 ]
 
 Box = tuple[int, int, int, int]
+_CROP_COLUMNS = ("crop_top", "crop_left", "crop_bottom", "crop_right")  # what Standardized.from_record needs:
+STANDARDIZATION_COLUMNS: tuple[str, ...] = (*_CROP_COLUMNS, "flipped", "content_height", "content_width")
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,39 @@ class Standardized:
     found_breast: bool
     content_shape: tuple[int, int]
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], image_shape: tuple[int, ...]) -> Standardized:
+        """The geometry of one image's standardization, rebuilt from its image-cache record.
+
+        Parameters
+        ----------
+        record : mapping
+            A row of :meth:`mammo_utils.training.cache.CachedImages.standardization`: :data:`STANDARDIZATION_COLUMNS`
+            (crop box in original pixels, ``flipped``, content size), optionally ``scale``, ``labels_removed``,
+            ``found_breast``. A missing required column raises KeyError.
+        image_shape : tuple of int
+            ``(height, width)`` of the model input (further axes are ignored).
+
+        Returns
+        -------
+        Standardized
+            With a blank read-only ``image`` and an empty ``mask``: enough for the coordinate maps, not for display.
+        """
+        missing = [c for c in STANDARDIZATION_COLUMNS if c not in record]
+        if missing:
+            raise KeyError(f"the standardization record lacks {missing}; join the image cache's standardization()")
+        top, left, bottom, right = (int(record[c]) for c in _CROP_COLUMNS)
+        return cls(
+            image=np.broadcast_to(np.float32(0), (int(image_shape[0]), int(image_shape[1]))),
+            crop_box=(top, left, bottom, right),
+            flipped=bool(record["flipped"]),
+            scale=float(record.get("scale", math.nan)),
+            labels_removed=int(record.get("labels_removed", 0)),
+            mask=np.zeros((0, 0), dtype=bool),
+            found_breast=bool(record.get("found_breast", True)),
+            content_shape=(int(record["content_height"]), int(record["content_width"])),
+        )
+
     def to_model_coordinates(
         self, y: float | np.ndarray, x: float | np.ndarray
     ) -> tuple[float | np.ndarray, float | np.ndarray]:
@@ -89,7 +127,7 @@ class Standardized:
 
         Follows the crop, the flip, the resize (including the rows/columns dropped by the integer decimation)
         and the vertical padding offset. Pixel indices are pixel centres: original pixel ``(y, x)`` covers
-        ``[y, y + 1) x [x, x + 1)``.
+        ``[y, y + 1) x [x, x + 1)``. :meth:`to_original_coordinates` is the inverse.
 
         Parameters
         ----------
@@ -102,14 +140,33 @@ class Standardized:
             ``(row, column)`` in ``image``, as floats (fractional: the scale is rarely an integer). Points outside
             the crop box map outside the content area.
         """
+        row_scale, row_offset, col_scale, col_offset = self._affine()
+        rows, cols = np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64)
+        return rows * row_scale + row_offset, cols * col_scale + col_offset
+
+    def to_original_coordinates(
+        self, row: float | np.ndarray, col: float | np.ndarray
+    ) -> tuple[float | np.ndarray, float | np.ndarray]:
+        """Model-input (``image``) pixels back to ORIGINAL pixels: the exact inverse of :meth:`to_model_coordinates`.
+
+        ``row`` and ``col`` are scalars or arrays of the same shape, in the same pixel-centre convention; returns
+        ``(y, x)`` in the original image as floats (equal to the forward map's input up to floating-point rounding).
+        Points in the padding map outside the crop box.
+        """
+        row_scale, row_offset, col_scale, col_offset = self._affine()
+        rows, cols = np.asarray(row, dtype=np.float64), np.asarray(col, dtype=np.float64)
+        return (rows - row_offset) / row_scale, (cols - col_offset) / col_scale
+
+    def _affine(self) -> tuple[float, float, float, float]:
+        """``(row_scale, row_offset, col_scale, col_offset)``: model = original * scale + offset, per axis."""
         top, left, bottom, right = _resampled_region(self.crop_box, self.content_shape, self.flipped)
         content_h, content_w = self.content_shape
-        pad_top = (self.image.shape[0] - content_h) // 2
-        row = (np.asarray(y, dtype=np.float64) + 0.5 - top) * content_h / (bottom - top) - 0.5
-        col = (np.asarray(x, dtype=np.float64) + 0.5 - left) * content_w / (right - left) - 0.5
-        if self.flipped:
-            col = content_w - 1 - col
-        return row + pad_top, col
+        row_scale, col_scale = content_h / (bottom - top), content_w / (right - left)
+        row_offset = (0.5 - top) * row_scale - 0.5 + (self.image.shape[0] - content_h) // 2  # + the padding rows
+        col_offset = (0.5 - left) * col_scale - 0.5
+        if self.flipped:  # column c of the unflipped content is column content_w - 1 - c
+            return row_scale, row_offset, -col_scale, content_w - 1 - col_offset
+        return row_scale, row_offset, col_scale, col_offset
 
 
 @dataclass(frozen=True)
@@ -289,17 +346,10 @@ def standardize(
         or a ``Mammogram`` (its ``pixels``; its ``laterality`` is used as a tie-breaker hint only).
     size : tuple of int
         Output ``(height, width)``.
-    working_size : int
-        Long side of the downsampled copy used for segmentation.
-    margin : float
-        Margin kept around the breast mask, as a fraction of the long side.
+    working_size, margin, laterality, threshold
+        As for :func:`find_breast`.
     normalize : bool
-        Divide by the 99.9th percentile of the breast pixels, then clip to [0, 1] (only if a breast
-        was found). With False the input intensities are kept.
-    laterality : str, optional
-        "L"/"R" hint, used only when the image itself does not show the chest-wall side.
-    threshold : float, optional
-        Fixed segmentation threshold in [0, 1] instead of the automatic one.
+        As for :func:`resize_and_pad`.
 
     Returns
     -------
@@ -345,12 +395,9 @@ def _kept_region(segmentation: Segmentation, box: Box, shape: tuple[int, ...], f
     top, left, bottom, right = box
     grid_h, grid_w = segmentation.keep.shape
     out_h, out_w = shape[0], shape[1]
-    rows = np.minimum(
-        (top + (np.arange(out_h) + 0.5) * (bottom - top) / out_h).astype(int) // segmentation.factor, grid_h - 1
-    )
-    cols = np.minimum(
-        (left + (np.arange(out_w) + 0.5) * (right - left) / out_w).astype(int) // segmentation.factor, grid_w - 1
-    )
+    factor = segmentation.factor
+    rows = np.minimum((top + (np.arange(out_h) + 0.5) * (bottom - top) / out_h).astype(int) // factor, grid_h - 1)
+    cols = np.minimum((left + (np.arange(out_w) + 0.5) * (right - left) / out_w).astype(int) // factor, grid_w - 1)
     keep = segmentation.keep[np.ix_(rows, cols)]
     return keep[:, ::-1] if flipped else keep
 

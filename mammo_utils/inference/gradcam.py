@@ -48,11 +48,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mammo_utils.models.lesion import LESION_OUTPUT as _LESION_OUTPUT
 from mammo_utils.models.networks import DENSITY_OUTPUT, LAST_CONV_LAYER, MALIGNANCY_OUTPUT, SEED_OUTPUT
 
 __all__ = ["HEADS", "GradCAM", "GradCAMResult"]
 
 HEADS: tuple[str, ...] = (DENSITY_OUTPUT, MALIGNANCY_OUTPUT)
+
 _N_DENSITY = 4
 
 
@@ -78,6 +80,9 @@ class GradCAMResult:
     density_logits, malignancy_logit : np.ndarray
         float32 ``(N, 4)`` and ``(N,)``: ``softmax(density_logits) = density_probs`` and
         ``sigmoid(malignancy_logit) = malignancy_prob`` (for temperature scaling without a lossy inverse).
+    lesion_grids : np.ndarray or None
+        float32 ``(N, h, w)``: a lesion model's own map, the malignant probability per cell (its maximum is
+        ``malignancy_prob``); None for models without a ``lesion_map`` output.
     """
 
     cams: dict[str, np.ndarray]
@@ -88,6 +93,7 @@ class GradCAMResult:
     joint_probs: np.ndarray | None = None
     density_logits: np.ndarray | None = None
     malignancy_logit: np.ndarray | None = None
+    lesion_grids: np.ndarray | None = None
 
 
 def _dense_logit_source(model: keras.Model, name: str) -> tuple[Any, keras.layers.Layer | None, str]:
@@ -193,11 +199,11 @@ class GradCAM:
         self.score = score
         self.input_shape: tuple[int, int, int] = tuple(int(d) for d in model.inputs[0].shape[1:])  # type: ignore
         self._sources = {name: (layer, activation) for name, (_, layer, activation) in sources.items()}
-        self._feature_model = keras.Model(
-            model.inputs,
-            [conv.output, {name: tensor for name, (tensor, _, _) in sources.items()}],
-            name=f"{model.name}_gradcam",
-        )
+        outputs: list[Any] = [conv.output, {name: tensor for name, (tensor, _, _) in sources.items()}]
+        self.has_lesion_map = _LESION_OUTPUT in names
+        if self.has_lesion_map:
+            outputs.append(model.get_layer(_LESION_OUTPUT).output)
+        self._feature_model = keras.Model(model.inputs, outputs, name=f"{model.name}_gradcam")
         self._functions: dict[tuple[str, ...], Any] = {}
 
     # ------------------------------------------------------------------------------------------ the graph
@@ -244,7 +250,7 @@ class GradCAM:
         @tf.function(input_signature=signature)
         def run(images: tf.Tensor, density_class: tf.Tensor, malignancy_sign: tf.Tensor) -> dict[str, tf.Tensor]:
             with tf.GradientTape(persistent=len(heads) > 1) as tape:
-                activations, tensors = self._feature_model(images, training=False)
+                activations, tensors, *lesion = self._feature_model(images, training=False)
                 activations = tf.cast(activations, tf.float32)
                 density, malignancy, joint = self._head_logits(tensors)
                 chosen = tf.where(density_class < 0, tf.argmax(density, axis=1, output_type=tf.int32), density_class)
@@ -262,6 +268,8 @@ class GradCAM:
             out["malignancy_logit"] = malignancy
             if joint is not None:
                 out["joint_probs"] = tf.nn.softmax(joint)
+            if lesion:
+                out["lesion_grids"] = tf.cast(lesion[0][..., -1], tf.float32)  # the malignant channel
             return out
 
         return run
@@ -324,6 +332,7 @@ class GradCAM:
             joint_probs=merged["joint_probs"].astype(np.float32) if "joint_probs" in merged else None,
             density_logits=merged["density_logits"].astype(np.float32),
             malignancy_logit=merged["malignancy_logit"].astype(np.float32),
+            lesion_grids=merged["lesion_grids"].astype(np.float32) if "lesion_grids" in merged else None,
         )
 
     def _run_batches(

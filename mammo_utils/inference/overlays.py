@@ -87,6 +87,22 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4, cmap: str = 
     return np.clip(blended, 0.0, 1.0).astype(np.float32)
 
 
+def outline_boxes(
+    rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]], colour: tuple[float, float, float] = (1, 1, 1)
+) -> np.ndarray:
+    """A copy of an ``(H, W, 3)`` image with each ``(top, left, bottom, right)`` box outlined (1 px, clipped)."""
+    out = np.array(rgb, dtype=np.float32, copy=True)
+    if out.ndim != 3 or out.shape[-1] != 3:
+        raise ValueError(f"rgb must be (H, W, 3), got {out.shape}")
+    height, width = out.shape[:2]
+    for box in boxes:
+        top, left = (int(np.clip(round(v), 0, n - 1)) for v, n in zip(box[:2], (height, width), strict=True))
+        bottom, right = (int(np.clip(round(v) - 1, 0, n - 1)) for v, n in zip(box[2:], (height, width), strict=True))
+        out[top : bottom + 1, [left, right]] = colour
+        out[[top, bottom], left : right + 1] = colour
+    return out
+
+
 def plot_overlay(
     ax: Axes,
     image: np.ndarray,

@@ -6,12 +6,14 @@ Made by :class:`mammo_utils.inference.predictor.Predictor`; plain data (numpy ar
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mammo_utils.inference.regions import LesionRegion
 from mammo_utils.labels import DENSITY_LETTERS
 
 __all__ = ["STAGES", "BatchResult", "Prediction"]
@@ -52,6 +54,12 @@ class Prediction:
         ``<run directory name>/<model name>`` (or the model file's name).
     joint_probs : tuple of float or None
         The seed model's 8 joint probabilities; None for two-head models.
+    lesion_map : np.ndarray or None
+        A lesion model's own map on the grid of ``image``: the malignant probability, zero outside the breast
+        content; None for models without one (then ``cams`` is what shows where the model looked).
+    regions : tuple of LesionRegion
+        The lesion map's top regions, highest first, with boxes in model and original pixels (empty without a
+        lesion map, or when no cell reaches :data:`~mammo_utils.inference.regions.DEFAULT_MIN_PROBABILITY`).
     """
 
     source: str
@@ -80,6 +88,8 @@ class Prediction:
     timings: dict[str, float]
     model_version: str
     joint_probs: tuple[float, ...] | None = None
+    lesion_map: np.ndarray | None = None
+    regions: tuple[LesionRegion, ...] = ()
 
     @property
     def call(self) -> str:
@@ -88,7 +98,7 @@ class Prediction:
 
     def without_arrays(self) -> Prediction:
         """A copy without the image, maps and thumbnail (for long batches)."""
-        return replace(self, image=None, cams={}, thumbnail=None)
+        return replace(self, image=None, cams={}, thumbnail=None, lesion_map=None)
 
     def to_record(self) -> dict[str, Any]:
         """A flat, JSON-ready dict of everything but the arrays (one CSV row)."""
@@ -117,6 +127,7 @@ class Prediction:
             "view": self.view,
             "model_version": self.model_version,
             "warnings": list(self.warnings),
+            "regions": [region.to_record() for region in self.regions],
         }
         record |= {f"seconds_{stage}": round(self.timings.get(stage, float("nan")), 4) for stage in STAGES}
         return record
@@ -135,7 +146,12 @@ class BatchResult:
         return not self.errors
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per prediction (:meth:`Prediction.to_record`), then one per error (``error`` column)."""
+        """One row per prediction (:meth:`Prediction.to_record`), then one per error (``error`` column).
+
+        ``regions`` is held as JSON text, so that a CSV cell keeps it whole.
+        """
         rows = [p.to_record() | {"error": None} for p in self.predictions]
+        for row in rows:
+            row["regions"] = json.dumps(row["regions"])
         rows += [{"source": source, "error": message} for source, message in self.errors]
         return pd.DataFrame(rows)

@@ -283,6 +283,7 @@ class Predictor:
             model_version=self.version,
             timings=_timings(clock + [time.perf_counter()]),
             joint_probs=None if result.joint_probs is None else tuple(float(p) for p in result.joint_probs[0]),
+            **_lesion_fields(result, std, mammogram),
         )
 
     def predict_many(
@@ -318,6 +319,22 @@ class Predictor:
             prediction = replace(prediction, source=str(path))
             batch.predictions.append(prediction if keep_arrays else prediction.without_arrays())
         return batch
+
+
+def _lesion_fields(result: GradCAMResult, std: Standardized, mammogram: Mammogram) -> dict[str, Any]:
+    """``lesion_map`` (on the model grid, zero outside the content) and ``regions`` of a lesion model's result."""
+    from mammo_utils.inference.overlays import mask_to_content
+    from mammo_utils.inference.regions import top_regions, upsample_grid
+
+    if result.lesion_grids is None:
+        return {}
+    grid = result.lesion_grids[0]
+    shape = tuple(int(v) for v in std.image.shape[:2])
+    original = tuple(int(v) for v in mammogram.original_shape)
+    return {
+        "lesion_map": mask_to_content(upsample_grid(grid, shape), std.content_shape, renormalize=False),  # type: ignore[arg-type]
+        "regions": tuple(top_regions(grid, std, original)),  # type: ignore[arg-type]
+    }
 
 
 def _warnings(mammogram: Mammogram, std: Standardized) -> tuple[str, ...]:

@@ -1,4 +1,7 @@
-"""Keras models: the seed's 8-way network, the compact multi-task default, and a transfer-learning option.
+"""Keras models: the seed's 8-way network, the compact whole-image multi-task model, and a transfer-learning option.
+
+The lesion-supervised default lives in :mod:`mammo_utils.models.lesion`; :mod:`mammo_utils.models.builders` builds
+any of them by name.
 
 Every model takes one input named ``"image"``: float32, shape ``(H, W, 1)``, values in [0, 1] (the output of
 ``standardize``). Every model has a layer named :data:`LAST_CONV_LAYER` whose output is the last spatial feature
@@ -6,7 +9,7 @@ map, for Grad-CAM.
 
 Outputs, targets and the names Keras writes into ``History.history``
 --------------------------------------------------------------------
-* ``default`` and ``transfer`` (compiled with :func:`compile_default`): a dict
+* ``whole_image`` and ``transfer`` (compiled with :func:`compile_default`): a dict
   ``{"density": (N, 4) softmax, "malignancy": (N, 1) sigmoid}``. Targets: ``density`` = class index 0–3
   (BI-RADS density − 1), ``malignancy`` = 0/1. History keys (:data:`DEFAULT_HISTORY_KEYS`): ``loss`` (the sum),
   ``density_loss``, ``malignancy_loss``, ``density_accuracy``, ``malignancy_auc``, ``malignancy_accuracy``,
@@ -38,7 +41,6 @@ INPUT_NAME = "image"
 DENSITY_OUTPUT = "density"
 MALIGNANCY_OUTPUT = "malignancy"
 SEED_OUTPUT = "joint"
-MODEL_NAMES: tuple[str, ...] = ("default", "seed", "transfer")
 DEFAULT_HISTORY_KEYS: tuple[str, ...] = (
     "loss",
     "density_loss",
@@ -132,7 +134,7 @@ def _separable_unit(x: Any, filters: int, strides: int, activation: str, name: s
     return x
 
 
-def build_default_model(
+def build_whole_image_model(
     input_shape: tuple[int, int, int] = (224, 224, 1),
     width: int = 32,
     dropout: float = 0.2,
@@ -174,7 +176,7 @@ def build_default_model(
     x = layers.Conv2D(width * 16, 1, use_bias=False, name=f"{LAST_CONV_LAYER}_conv")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{LAST_CONV_LAYER}_bn")(x)
     x = layers.Activation(activation, name=LAST_CONV_LAYER)(x)
-    return _with_heads(inputs, x, dropout, name="default")
+    return _with_heads(inputs, x, dropout, name="whole_image")
 
 
 def _with_heads(inputs: Any, features: Any, dropout: float, name: str) -> keras.Model:
@@ -205,13 +207,6 @@ def compile_default(model: keras.Model, learning_rate: float = 1e-3) -> keras.Mo
         },
     )
     return model
-
-
-def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
-    """Compile a model of this module: :func:`compile_seed` for a ``"joint"`` output, else :func:`compile_default`."""
-    if SEED_OUTPUT in model.output_names:
-        return compile_seed(model, learning_rate)
-    return compile_default(model, learning_rate)
 
 
 # ----------------------------------------------------------------------------------------- the transfer model
@@ -410,15 +405,3 @@ def count_params(model: keras.Model) -> dict[str, int]:
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     non_trainable = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
     return {"total": trainable + non_trainable, "trainable": trainable, "non_trainable": non_trainable}
-
-
-def build_model(name: str, **kwargs: Any) -> keras.Model:
-    """Build ``"default"``, ``"seed"`` or ``"transfer"``; keyword arguments go to that builder."""
-    builders: dict[str, Callable[..., keras.Model]] = {
-        "default": build_default_model,
-        "seed": build_seed_model,
-        "transfer": build_transfer_model,
-    }
-    if name not in builders:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    return builders[name](**kwargs)

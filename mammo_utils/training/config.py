@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from mammo_utils.models.networks import MODEL_NAMES
+from mammo_utils.models.builders import DEFAULT_IMAGE_SIZES, MODEL_NAMES
+from mammo_utils.models.lesion import LESION_STRIDE
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -30,10 +31,14 @@ class TrainConfig:
 
     Attributes
     ----------
-    model : {"default", "seed", "transfer"}
-    epochs, batch_size, image_size : int
-        ``image_size`` is the side of the square input (at least :data:`MIN_IMAGE_SIZE`); the seed's
-        201,933,704 parameters hold at 224 only. ``batch_size`` is the global batch (split across replicas).
+    model : {"lesion", "whole_image", "seed", "transfer"}
+        ``lesion`` (default) learns malignancy from the findings table; the others from image labels only.
+    epochs, batch_size : int
+        ``batch_size`` is the global batch (split across replicas); for the lesion model, crops per step.
+    image_size : int, optional
+        Side of the square input (at least :data:`MIN_IMAGE_SIZE`; a multiple of 16 for the lesion model).
+        None means the model's default (:data:`~mammo_utils.models.builders.DEFAULT_IMAGE_SIZES`: 320 for the
+        lesion model, 224 for the others); the seed's 201,933,704 parameters hold at 224 only.
     seed : int
         Seeds the split, weights, shuffling and augmentation.
     run_dir : path, optional
@@ -66,10 +71,10 @@ class TrainConfig:
         On an unknown model name or strategy, or a number out of range.
     """
 
-    model: str = "default"
+    model: str = "lesion"
     epochs: int = 30
     batch_size: int = 32
-    image_size: int = 224
+    image_size: int | None = None
     seed: int = 42
     run_dir: str | os.PathLike[str] | None = None
     strategy: str | tf.distribute.Strategy | None = None
@@ -88,7 +93,11 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_NAMES)}")
         _check_int("epochs", self.epochs, 1)
         _check_int("batch_size", self.batch_size, 1)
+        if self.image_size is None:
+            object.__setattr__(self, "image_size", DEFAULT_IMAGE_SIZES[self.model])
         _check_int("image_size", self.image_size, MIN_IMAGE_SIZE)
+        if self.model == "lesion" and self.image_size % LESION_STRIDE:
+            raise ValueError(f"the lesion model needs an image_size that is a multiple of {LESION_STRIDE}, got {self.image_size}")
         _check_int("patience", self.patience, 0)
         _check_int("seed", self.seed, None)
         if self.steps_per_epoch is not None:

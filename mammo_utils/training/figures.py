@@ -26,6 +26,13 @@ CURVES: dict[str, list[tuple[str, str, str]]] = {
         ("malignancy_auc", "malignancy ROC AUC", "AUC"),
         ("malignancy_accuracy", "malignancy accuracy (threshold 0.5)", "accuracy (fraction correct)"),
     ],
+    "lesion": [
+        ("lesion_loss", "lesion map loss (crops, per cell)", "loss (cross-entropy, nats)"),
+        ("image_loss", "image-label loss (density + malignancy)", "loss (cross-entropy, nats)"),
+        ("malignancy_auc", "malignancy ROC AUC (whole images)", "AUC"),
+        ("density_loss", "density branch loss", "loss (cross-entropy, nats)"),
+        ("density_accuracy", "density accuracy (4 classes)", "accuracy (fraction correct)"),
+    ],
     "joint": [
         ("loss", "loss (8-way joint cross-entropy)", "loss (cross-entropy, nats)"),
         ("accuracy", "8-way joint accuracy", "accuracy (fraction correct)"),
@@ -66,10 +73,12 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
     """Training vs validation curves across epochs, one panel per loss or metric in ``history``.
 
     ``history`` is the ``history.csv`` of a run (``epoch`` column + Keras metric names). Two-head models get
-    six panels (total and per-head losses, density accuracy, malignancy AUC and accuracy); the seed model two.
+    six panels (total and per-head losses, density accuracy, malignancy AUC and accuracy); the seed model two;
+    the lesion model one per stage's curve (its stages can stop at different epochs).
     """
-    kind = "multitask" if "density_loss" in history.columns else "joint"
-    panels = [p for p in CURVES[kind] if p[0] in history.columns]
+    columns = set(history.columns)
+    kind = "lesion" if columns & {"lesion_loss", "image_loss"} else "multitask" if "density_loss" in columns else "joint"
+    panels = [p for p in CURVES[kind] if p[0] in columns or f"val_{p[0]}" in columns]
     if not panels:
         raise ValueError(
             f"training_curves: the history has none of the curves {[p[0] for p in CURVES[kind]]} "
@@ -80,7 +89,8 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
     fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.2 * rows), squeeze=False)
     epochs = history["epoch"] + 1 if "epoch" in history else pd.Series(range(1, len(history) + 1))
     for ax, (key, panel_title, ylabel) in zip(axes.ravel()[: len(panels)], panels, strict=True):
-        ax.plot(epochs, history[key], marker="o", ms=3, label="training")
+        if key in history:
+            ax.plot(epochs, history[key], marker="o", ms=3, label="training")
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], marker="o", ms=3, label="validation")
         ax.set(title=panel_title, xlabel="epoch", ylabel=ylabel)
@@ -92,3 +102,28 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def best_epochs(history: pd.DataFrame) -> pd.DataFrame:
+    """The best epoch's validation metrics: one column per stage (a lesion model has two, other models one).
+
+    The best epoch is the lowest ``val_loss``; for a lesion model's first stage the highest ``val_malignancy_auc``
+    and for its density stage the lowest ``val_density_loss``. Rows are the ``val_`` metrics of that stage.
+    """
+    stages: dict[str, tuple[str, str, list[str]]] = {}
+    val = [c for c in history.columns if c.startswith("val_")]
+    if "val_malignancy_auc" in history and ({"lesion_loss", "image_loss"} & set(history.columns)):
+        first = [c for c in val if not c.startswith("val_density")]
+        stages["malignancy stage"] = ("val_malignancy_auc", "max", first)
+        stages["density stage"] = ("val_density_loss", "min", [c for c in val if c.startswith("val_density")])
+    elif "val_loss" in history:
+        stages["all heads"] = ("val_loss", "min", val)
+    else:
+        raise ValueError(f"best_epochs: the history has no validation score (its columns: {list(history.columns)})")
+    columns = {}
+    for name, (key, mode, keys) in stages.items():
+        scores = history[key]
+        if scores.notna().any():
+            row = history.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
+            columns[f"{name}, best epoch {int(row['epoch']) + 1}"] = row[keys]
+    return pd.DataFrame(columns)

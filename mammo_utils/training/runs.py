@@ -14,7 +14,8 @@ from typing import Any
 import keras
 import pandas as pd
 
-from mammo_utils.models.networks import compile_model, load_model
+from mammo_utils.models.builders import compile_model
+from mammo_utils.models.networks import load_model
 from mammo_utils.paths import latest_run_dir
 
 

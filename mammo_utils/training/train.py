@@ -39,12 +39,15 @@ import numpy as np
 import pandas as pd
 
 from mammo_utils import paths
+from mammo_utils.datasets.findings import empty_findings, findings_in_model
 from mammo_utils.datasets.splits import split_by_patient
-from mammo_utils.models.networks import build_model, compile_model, count_params
+from mammo_utils.models.builders import build_model, compile_model
+from mammo_utils.models.networks import count_params
 from mammo_utils.models.registry import Registry, current_run_dir
 from mammo_utils.paths import LATEST_FILE, runs_dir
 from mammo_utils.training.cache import STANDARDIZE_VERSION, CachedImages, build_cache
 from mammo_utils.training.config import TrainConfig
+from mammo_utils.training.lesion import LesionRun, fit_lesion_model
 from mammo_utils.training.pipeline import class_weights, make_dataset
 from mammo_utils.training.runs import RunResult
 from mammo_utils.training.steps import (
@@ -142,10 +145,11 @@ class _RunData:
     cached: CachedImages
     train_rows: pd.DataFrame
     target: Literal["multitask", "joint"]
-    train_ds: tf.data.Dataset
-    val_ds: tf.data.Dataset
+    train_ds: tf.data.Dataset | None
+    val_ds: tf.data.Dataset | None
     epochs: int
     batch_size: int
+    findings_model: pd.DataFrame | None = None
 
 
 def _select_rows(manifest: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, int, int]:
@@ -162,22 +166,53 @@ def _select_rows(manifest: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFr
     return frame, epochs, batch_size
 
 
-def _load_data(manifest: pd.DataFrame, config: TrainConfig) -> _RunData:
-    """Cache the run's images and make its training and validation datasets."""
+def _load_data(manifest: pd.DataFrame, config: TrainConfig, findings: pd.DataFrame | None) -> _RunData:
+    """Cache the run's images and make its training and validation datasets (the lesion model makes its own)."""
     frame, epochs, batch_size = _select_rows(manifest, config)
-    size = (config.image_size, config.image_size)
+    size = (int(config.image_size or 0), int(config.image_size or 0))
     cached = build_cache(frame, config.cache_dir, size=size, progress=config.verbose > 0, on_error="skip")
     frame = cached.manifest
     train_rows, val_rows = frame[frame["split"] == "train"], frame[frame["split"] == "val"]
     if train_rows.empty or val_rows.empty:
         raise ValueError(f"need training and validation rows; got {len(train_rows)} train, {len(val_rows)} val")
     target: Literal["multitask", "joint"] = "joint" if config.model == "seed" else "multitask"
+    if config.model == "lesion":
+        table = findings if findings is not None else empty_findings()
+        located = findings_in_model(table, cached.standardization(frame), size)
+        return _RunData(frame, cached, train_rows, target, None, None, epochs, batch_size, located)
     seed = config.seed
     train_ds = make_dataset(cached, train_rows, target, batch_size, training=True, seed=seed, balance=config.balance)
     val_ds = make_dataset(cached, val_rows, target, batch_size, training=False, seed=seed)
     if config.steps_per_epoch is not None:
         train_ds = train_ds.repeat()
     return _RunData(frame, cached, train_rows, target, train_ds, val_ds, epochs, batch_size)
+
+
+def _fit_lesion(
+    network: keras.Model, data: _RunData, run_dir: Path, config: TrainConfig, callbacks: list[Any] | None
+) -> pd.DataFrame:
+    """Fit the lesion model in its stages (:mod:`mammo_utils.training.lesion`); save it and its history."""
+    frame = data.frame
+    run = LesionRun(
+        cached=data.cached,
+        train_rows=frame[frame["split"] == "train"],
+        val_rows=frame[frame["split"] == "val"],
+        findings_model=data.findings_model if data.findings_model is not None else empty_findings(),
+        batch_size=data.batch_size,
+        epochs=data.epochs,
+        seed=config.seed,
+        learning_rate=config.learning_rate,
+        patience=config.patience,
+        balance=config.balance,
+        verbose=config.verbose,
+    )
+    history = fit_lesion_model(network, run, callbacks)
+    history.to_csv(run_dir / "history.csv", index=False)
+    model_path = run_dir / "model.keras"
+    tmp = model_path.with_name(f".{model_path.stem}.partial.keras")
+    network.save(tmp)
+    os.replace(tmp, model_path)
+    return history
 
 
 def _build_network(
@@ -188,7 +223,7 @@ def _build_network(
     scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
     with scope:
         if initial_model is None:
-            shape = (config.image_size, config.image_size, 1)
+            shape = (int(config.image_size or 0), int(config.image_size or 0), 1)
             network = build_model(config.model, input_shape=shape, **(config.model_kwargs or {}))
         else:
             network = initial_model
@@ -270,16 +305,22 @@ def _fit(
 
 
 def _outcome(history: pd.DataFrame, started: float) -> dict[str, Any]:
-    """The finished run's entries of ``params.json``: epochs trained, the best epoch and its loss, the duration."""
-    losses = history["val_loss"].to_numpy(dtype=float)
-    best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else len(history) - 1
-    return {
-        "status": "finished",
-        "epochs_trained": int(len(history)),
-        "best_epoch": int(history["epoch"].iloc[best]),
-        "best_val_loss": float(history["val_loss"].iloc[best]),
-        "duration_s": round(time.time() - started, 2),
-    }
+    """The finished run's entries of ``params.json``: epochs trained, the best epoch and its score, the duration.
+
+    The best epoch is the lowest ``val_loss``; for the lesion model the highest ``val_malignancy_auc`` of its
+    first stage (``best_val_malignancy_auc``).
+    """
+    out: dict[str, Any] = {"status": "finished", "epochs_trained": int(history.notna().any(axis=1).sum())}
+    if "val_loss" in history:
+        losses = history["val_loss"].to_numpy(dtype=float)
+        best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else len(history) - 1
+        out.update(best_epoch=int(history["epoch"].iloc[best]), best_val_loss=float(losses[best]))
+    else:
+        aucs = history.get("val_malignancy_auc", pd.Series(np.nan, index=history.index)).to_numpy(dtype=float)
+        best = int(np.nanargmax(aucs)) if np.isfinite(aucs).any() else len(history) - 1
+        out.update(best_epoch=int(history["epoch"].iloc[best]), best_val_malignancy_auc=float(aucs[best]))
+    out["duration_s"] = round(time.time() - started, 2)
+    return out
 
 
 def train(
@@ -289,8 +330,9 @@ def train(
     callbacks: list[Any] | None = None,
     initial_model: keras.Model | None = None,
     extra_params: dict[str, Any] | None = None,
+    findings: pd.DataFrame | None = None,
 ) -> RunResult:
-    """Train ``"default"``, ``"seed"`` or ``"transfer"`` on a manifest; write a run directory.
+    """Train a model of :data:`~mammo_utils.models.builders.MODEL_NAMES` on a manifest; write a run directory.
 
     Parameters
     ----------
@@ -310,6 +352,10 @@ def train(
         for ``"seed"``). Not combinable with a ``strategy`` (its variables already exist outside its scope).
     extra_params : dict, optional
         Merged into ``params.json`` (e.g. the parent run of a fine-tuned model).
+    findings : pandas.DataFrame, optional
+        The findings table of the manifest's images (:mod:`mammo_utils.datasets.findings`), used by the lesion
+        model: crops of the training images' findings teach its lesion map. Without it (or for images without
+        findings) the lesion model learns from image labels only. Other models ignore it.
 
     Returns
     -------
@@ -322,7 +368,7 @@ def train(
         check_initial_model(initial_model, config.model, config.image_size, config.strategy)
     started = time.time()
     deterministic = enable_determinism(config.seed)
-    data = _load_data(manifest, config)
+    data = _load_data(manifest, config, findings)
     run_dir = Path(config.run_dir) if config.run_dir is not None else _new_run_dir(config.model, data.frame)
     paths.ensure_dir(run_dir)
     network, distribution = _build_network(config, initial_model)
@@ -330,7 +376,8 @@ def train(
     params["initial_model"] = initial_model.name if initial_model is not None else None
     params.update(extra_params or {})
     _write_run_files(run_dir, params, data)
-    history = _fit(network, data, run_dir, config, callbacks)
+    fit = _fit_lesion if config.model == "lesion" else _fit
+    history = fit(network, data, run_dir, config, callbacks)
     params.update(_outcome(history, started))
     write_json(run_dir / "params.json", params)
     if config.point_latest:
@@ -376,7 +423,8 @@ def ensure_run(
     if not train_if_missing:
         raise FileNotFoundError("no trained model yet: run notebooks/02_train.ipynb (or `make run`) first")
     from mammo_utils.datasets.catalog import load as load_dataset
+    from mammo_utils.datasets.catalog import load_findings
 
     manifest = split_by_patient(load_dataset("synthetic", fast=True, seed=seed), seed=seed)
-    config = TrainConfig(model="default", fast=True, seed=seed, verbose=verbose)
-    return train(manifest, config).run_dir, True
+    config = TrainConfig(model="lesion", fast=True, seed=seed, verbose=verbose)
+    return train(manifest, config, findings=load_findings("synthetic", manifest)).run_dir, True

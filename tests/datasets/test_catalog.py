@@ -1,4 +1,4 @@
-"""Tests for mammo_utils.datasets.catalog: ``load`` by name for every entry of ``DATASETS``, and its errors."""
+"""Tests for mammo_utils.datasets.catalog: ``load`` and ``load_findings`` by name for every entry of ``DATASETS``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from mammo_utils.datasets import catalog, schema
-from mammo_utils.datasets.catalog import DATASETS, load
+from mammo_utils.datasets.catalog import DATASETS, load, load_findings
+from mammo_utils.datasets.findings import FINDINGS_COLUMNS, FindingsError, findings_from_synthetic
 from mammo_utils.datasets.synthetic import generate_synthetic
 
 
@@ -81,3 +82,21 @@ def test_loaders_on_disk_need_data_dir(name: str) -> None:
 def test_unknown_names_list_the_choices() -> None:
     with pytest.raises(ValueError, match="unknown dataset 'inbreast'; choose one of synthetic, sample, cbis-ddsm"):
         load("inbreast", "/tmp")
+
+
+def test_load_findings_of_the_synthetic_set_is_its_ground_truth(tmp_path: Path) -> None:
+    manifest = generate_synthetic(out_dir=tmp_path / "set", n=4, workers=1)
+    findings = load_findings(" Synthetic", manifest, data_dir=tmp_path / "set")
+    pd.testing.assert_frame_equal(findings, findings_from_synthetic(manifest))
+    assert len(findings) == 4 and set(findings["image_path"]) == set(manifest["image_path"])
+    with pytest.raises(FindingsError, match="not a synthetic manifest"):
+        load_findings("synthetic", schema.make_manifest(manifest))  # the ground-truth columns dropped
+
+
+@pytest.mark.parametrize("name", ["sample", "cbis-ddsm", "mias", "manifest"])
+def test_load_findings_of_the_other_sets_is_empty_for_now(name: str) -> None:
+    manifest = schema.make_manifest([{"image_path": "a.png"}])
+    findings = load_findings(name, manifest)
+    assert findings.empty and tuple(findings.columns) == FINDINGS_COLUMNS
+    with pytest.raises(ValueError, match="unknown dataset 'inbreast'; choose one of synthetic"):
+        load_findings("inbreast", manifest)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from _phantoms import synthetic_phantom
 
+from mammo_utils.datasets.findings import findings_in_model, make_findings
 from mammo_utils.evaluation.localization import (
     DEFAULT_MARGIN,
     FindingLocation,
@@ -19,7 +20,6 @@ from mammo_utils.evaluation.localization import (
     finding_in_model,
     gradcam_localization,
     score_map,
-    standardized_from_record,
     wilson_interval,
 )
 from mammo_utils.imaging.standardize import Standardized, standardize
@@ -55,13 +55,23 @@ def test_wilson_interval_matches_the_textbook_values():
 
 
 def test_finding_in_model_follows_crop_resize_padding_and_flip():
-    plain = standardized_from_record(_RECORD, (224, 224))
+    plain = Standardized.from_record(_RECORD, (224, 224))
     assert plain.content_shape == (200, 100) and plain.image.shape == (224, 224)
     spot = finding_in_model(plain, 300.0, 100.0, 20.0)
     # (300 + 0.5 - 100) * 0.5 - 0.5 + 12 padding rows; (100 + 0.5 - 50) * 0.5 - 0.5
     assert (spot.y, spot.x, spot.radius) == pytest.approx((111.75, 24.75, 10.0))
-    mirrored = finding_in_model(standardized_from_record(_RECORD | {"flipped": True}, (224, 224)), 300.0, 100.0, 20.0)
+    mirrored = finding_in_model(Standardized.from_record(_RECORD | {"flipped": True}, (224, 224)), 300.0, 100.0, 20.0)
     assert (mirrored.y, mirrored.x, mirrored.radius) == pytest.approx((111.75, 99 - 24.75, 10.0))
+
+
+def test_finding_in_model_agrees_with_the_findings_table_on_the_model_grid():
+    finding = {"image_path": "a.png", "kind": "mass", "origin": "generator", "centre_y": 300.0, "centre_x": 100.0}
+    findings = make_findings([finding | {"radius": 20.0}])
+    for flipped in (False, True):
+        record = _RECORD | {"flipped": flipped, "crop_right": 263}
+        mapped = findings_in_model(findings, pd.DataFrame([record | {"image_path": "a.png"}]), (224, 224)).iloc[0]
+        spot = finding_in_model(Standardized.from_record(record, (224, 224)), 300.0, 100.0, 20.0)
+        assert (spot.y, spot.x, spot.radius) == (mapped["model_y"], mapped["model_x"], mapped["model_radius"])
 
 
 def test_a_map_peaked_on_the_finding_hits_and_one_peaked_elsewhere_misses():

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mammo_utils.imaging.io import read_mammogram
 from mammo_utils.imaging.segmentation import Segmentation, as_float01, breast_mask
 from mammo_utils.imaging.standardize import (
+    STANDARDIZATION_COLUMNS,
     BreastCrop,
     Standardized,
     blank_outside_breast,
@@ -492,3 +493,59 @@ def test_to_model_coordinates_maps_the_crop_box_onto_the_content() -> None:
     assert np.all(np.abs(rows - [pad, pad + ch - 1]) < 1.0)
     assert res.flipped and np.all(np.abs(cols - [cw - 1, 0]) < 1.0)  # flipped: the right edge goes to column 0
     assert isinstance(res.to_model_coordinates(t, left)[0], float)
+
+
+@st.composite
+def _geometries(draw: st.DrawFn) -> Standardized:
+    """A standardization geometry as :func:`resize_and_pad` makes it: crop box in an image, flip, model size."""
+    height, width = draw(st.integers(1, 5000)), draw(st.integers(1, 5000))
+    top, left = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
+    bottom, right = draw(st.integers(top + 1, height)), draw(st.integers(left + 1, width))
+    out_h, out_w = draw(st.integers(1, 512)), draw(st.integers(1, 512))
+    scale = min(out_h / (bottom - top), out_w / (right - left))
+    content = (min(out_h, max(1, round((bottom - top) * scale))), min(out_w, max(1, round((right - left) * scale))))
+    record = {"crop_top": top, "crop_left": left, "crop_bottom": bottom, "crop_right": right, "scale": scale}
+    record |= {"flipped": draw(st.booleans()), "content_height": content[0], "content_width": content[1]}
+    return Standardized.from_record(record, (out_h, out_w))
+
+
+@settings(max_examples=200, deadline=None)
+@given(std=_geometries(), data=st.data())
+def test_original_to_model_to_original_is_the_identity(std: Standardized, data: st.DataObject) -> None:
+    top, left, bottom, right = std.crop_box
+    points = st.floats(-0.5, 1.5, allow_nan=False)
+    fy, fx = data.draw(st.lists(points, min_size=1, max_size=5)), data.draw(st.lists(points, min_size=1, max_size=5))
+    n = min(len(fy), len(fx))
+    ys = top - 0.5 + np.array(fy[:n]) * (bottom - top)  # around and inside the crop box
+    xs = left - 0.5 + np.array(fx[:n]) * (right - left)
+    back_y, back_x = std.to_original_coordinates(*std.to_model_coordinates(ys, xs))
+    assert np.abs(back_y - ys).max() <= 1e-6 and np.abs(back_x - xs).max() <= 1e-6
+    rows, cols = std.to_model_coordinates(*std.to_original_coordinates(ys, xs))  # any point: the map is affine
+    assert np.abs(rows - ys).max() <= 1e-6 and np.abs(cols - xs).max() <= 1e-6
+    y, x = std.to_original_coordinates(float(ys[0]), float(xs[0]))
+    assert isinstance(y, float) and isinstance(x, float)  # scalars in, scalars out
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_from_record_rebuilds_the_geometry_of_a_standardization(mirror: bool) -> None:
+    img, _ = synthetic_phantom(h=1400, w=900, seed=4)
+    if mirror:
+        img = np.ascontiguousarray(img[:, ::-1])
+    res = standardize(img, size=(256, 192))
+    top, left, bottom, right = res.crop_box
+    record = {"crop_top": top, "crop_left": left, "crop_bottom": bottom, "crop_right": right}
+    record |= {"flipped": res.flipped, "content_height": res.content_shape[0], "content_width": res.content_shape[1]}
+    record |= {"scale": res.scale, "labels_removed": res.labels_removed, "found_breast": res.found_breast}
+    rebuilt = Standardized.from_record(record, (256, 192, 1))
+    assert (rebuilt.crop_box, rebuilt.flipped, rebuilt.content_shape) == (res.crop_box, res.flipped, res.content_shape)
+    assert (rebuilt.scale, rebuilt.labels_removed, rebuilt.found_breast) == (res.scale, res.labels_removed, True)
+    assert rebuilt.image.shape == (256, 192) and not rebuilt.image.any() and rebuilt.mask.size == 0
+    ys, xs = np.array([top, 700.0, bottom - 1]), np.array([left, 450.0, right - 1])
+    assert np.array_equal(np.stack(rebuilt.to_model_coordinates(ys, xs)), np.stack(res.to_model_coordinates(ys, xs)))
+    rows, cols = res.to_model_coordinates(ys, xs)
+    back_y, back_x = res.to_original_coordinates(rows, cols)
+    assert np.allclose(back_y, ys, atol=1e-9) and np.allclose(back_x, xs, atol=1e-9)
+    minimal = Standardized.from_record({c: record[c] for c in STANDARDIZATION_COLUMNS}, (256, 192))
+    assert np.isnan(minimal.scale) and minimal.labels_removed == 0 and minimal.found_breast
+    with pytest.raises(KeyError, match=r"lacks \['content_width'\]"):
+        Standardized.from_record({c: record[c] for c in STANDARDIZATION_COLUMNS[:-1]}, (256, 192))

@@ -94,13 +94,13 @@ def test_seed_compiles_with_categorical_crossentropy():
 
 # --------------------------------------------------------------------------------------------- default model
 def test_default_is_at_most_one_percent_of_seed():
-    counts = models.count_params(models.build_default_model())
+    counts = models.count_params(models.build_whole_image_model())
     assert 300_000 <= counts["total"] <= models.SEED_TOTAL_PARAMS // 100
     assert counts["total"] == counts["trainable"] + counts["non_trainable"]
 
 
 def test_default_outputs_and_grad_cam_layer():
-    model = models.build_default_model()
+    model = models.build_whole_image_model()
     assert tuple(model.get_layer(models.LAST_CONV_LAYER).output.shape[1:3]) == (7, 7)
     images = np.random.default_rng(1).random((2, 224, 224, 1), dtype=np.float32)
     out = model.predict(images, verbose=0)
@@ -113,7 +113,7 @@ def test_default_outputs_and_grad_cam_layer():
 
 def test_default_overfits_a_tiny_fixed_batch():
     keras.utils.set_random_seed(0)
-    model = models.compile_default(models.build_default_model((64, 64, 1), width=8, dropout=0.0), 3e-3)
+    model = models.compile_default(models.build_whole_image_model((64, 64, 1), width=8, dropout=0.0), 3e-3)
     rng = np.random.default_rng(0)
     x = rng.random((4, 64, 64, 1), dtype=np.float32)
     y = {"density": np.array([0, 1, 2, 3]), "malignancy": np.array([[0.0], [1.0], [1.0], [0.0]])}
@@ -155,7 +155,7 @@ def test_freeze_and_unfreeze_backbone(small_transfer):
     assert frozen["trainable"] < partial["trainable"] < full["trainable"] < full["total"]
     assert frozen["total"] == full["total"] == partial["total"]
     with pytest.raises(ValueError, match="not a transfer model"):
-        models.set_backbone_trainable(models.build_default_model((32, 32, 1), width=4), True)
+        models.set_backbone_trainable(models.build_whole_image_model((32, 32, 1), width=4), True)
 
 
 def test_transfer_rejects_unknown_backbone_and_colour_input():
@@ -182,7 +182,7 @@ def test_imagenet_weights_offline_gives_clear_error(monkeypatch, tmp_path):
 @pytest.mark.parametrize("kind", ["default", "transfer"])
 def test_save_load_round_trip(kind, tmp_path, small_transfer):
     if kind == "default":
-        model = models.compile_default(models.build_default_model((64, 64, 1), width=8))
+        model = models.compile_default(models.build_whole_image_model((64, 64, 1), width=8))
         shape = (2, 64, 64, 1)
     else:
         model = models.compile_default(small_transfer)
@@ -200,7 +200,7 @@ def test_save_load_round_trip(kind, tmp_path, small_transfer):
 
 def test_save_and_load_reject_bad_paths(tmp_path):
     with pytest.raises(ValueError, match=".keras"):
-        models.save_model(models.build_default_model((32, 32, 1), width=4), tmp_path / "model.h5")
+        models.save_model(models.build_whole_image_model((32, 32, 1), width=4), tmp_path / "model.h5")
     with pytest.raises(FileNotFoundError, match="no model file"):
         models.load_model(tmp_path / "missing.keras")
 

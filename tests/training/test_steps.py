@@ -6,7 +6,7 @@ import keras
 import pandas as pd
 import pytest
 
-from mammo_utils.models.networks import build_default_model
+from mammo_utils.models.networks import build_whole_image_model
 from mammo_utils.training import steps as train_setup
 
 
@@ -42,7 +42,7 @@ def test_strategy_choices():
 
 
 def test_initial_model_must_fit_the_run():
-    model = build_default_model((64, 64, 1), width=4)
+    model = build_whole_image_model((64, 64, 1), width=4)
     train_setup.check_initial_model(model, "default", 64, None)
     with pytest.raises(ValueError, match="image_size"):
         train_setup.check_initial_model(model, "default", 128, None)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammo_utils.models.networks import build_default_model, build_transfer_model, load_model
+from mammo_utils.models.networks import build_whole_image_model, build_transfer_model, load_model
 from mammo_utils.models.records import data_hash
 from mammo_utils.models.registry import Registry
 from mammo_utils.paths import latest_run_dir
@@ -100,7 +100,7 @@ def _trainable_names(model: keras.Model) -> set[str]:
 
 
 def test_trainable_flags_per_phase() -> None:
-    model = build_default_model((32, 32, 1), width=4)
+    model = build_whole_image_model((32, 32, 1), width=4)
     ft.set_finetune_trainable(model, "heads")
     assert _trainable_names(model) == {"density", "malignancy"}
     backbone = ft.backbone_layers(model)
@@ -128,7 +128,7 @@ def test_trainable_flags_per_phase() -> None:
 
 
 def test_train_refuses_a_mismatched_initial_model(tmp_path: Path) -> None:
-    model = build_default_model((32, 32, 1), width=4)
+    model = build_whole_image_model((32, 32, 1), width=4)
     frame = _split(4)
     with pytest.raises(ValueError, match="image_size=64"):
         train(frame, TrainConfig(image_size=64, run_dir=tmp_path), initial_model=model)

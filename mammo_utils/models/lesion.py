@@ -1,0 +1,183 @@
+"""The lesion-supervised default model: a fully convolutional lesion map, pooled to the image's malignancy.
+
+The field's way (Shen et al. 2019, "end2end-all-conv"): a patch classifier learns what a finding looks like from
+finding-centred and background crops; being fully convolutional, the same network then slides over the whole
+standardized breast and gives a **lesion map**, one 3-way softmax (background / benign / malignant finding) per
+cell of a grid at 1/16 of the input (20 × 20 at the default 320 × 320 input, one cell per 16 input pixels).
+The image's malignancy probability is the map's highest malignant probability (global max pooling of its
+malignant channel), so the score points at one place: the cell that drove it.
+
+Density is a whole-breast property and has its own small branch: the input averaged down 4× (80 × 80), four
+separable stages, global average pooling, a 4-way softmax. It shares no weights with the lesion branch, so the
+density loss cannot crowd out the lesion loss (the whole-image model's problem: its summed loss was dominated by
+density and malignancy stayed at chance).
+
+Outputs ``{"density": (N, 4), "malignancy": (N, 1), "lesion_map": (N, H/16, W/16, 3)}``; the layer named
+:data:`~mammo_utils.models.networks.LAST_CONV_LAYER` is the lesion branch's last feature map, so Grad-CAM works as
+for every other model. Only built-in layers: the malignant channel is picked by a frozen 1 × 1 convolution with
+weights (0, 0, 1), so the ``.keras`` file loads with ``safe_mode=True``.
+
+Training (:mod:`mammo_utils.training.lesion`) uses two sub-models sharing these layers: :func:`patch_model`
+(crop → lesion map) and :func:`density_model` (image → density).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers
+
+from mammo_utils.models.networks import (
+    BN_MOMENTUM,
+    DENSITY_OUTPUT,
+    INPUT_NAME,
+    LAST_CONV_LAYER,
+    MALIGNANCY_OUTPUT,
+)
+
+__all__ = [
+    "DEFAULT_LESION_SIZE",
+    "LESION_CLASSES",
+    "LESION_OUTPUT",
+    "LESION_STRIDE",
+    "build_lesion_model",
+    "density_model",
+    "image_model",
+    "is_lesion_model",
+    "patch_model",
+]
+
+LESION_OUTPUT = "lesion_map"
+LESION_CLASSES: tuple[str, ...] = ("background", "benign", "malignant")
+LESION_STRIDE = 16  # input pixels per lesion-map cell
+DEFAULT_LESION_SIZE = 320  # default square input: 1.4x the seed's 224, a 20 x 20 lesion map
+_DENSITY_POOL = 4
+_LESION_TRUNK = "lesion_trunk"
+_LESION_DROPOUT = "lesion_dropout"
+_DENSITY_INPUT = "density_pool"
+
+
+def _conv(x: Any, filters: int, strides: int, activation: str, name: str) -> Any:
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return layers.Activation(activation, name=f"{name}_act")(x)
+
+
+def _separable(x: Any, filters: int, strides: int, activation: str, name: str) -> Any:
+    """Depthwise 3×3 → BN → act → pointwise 1×1 → BN → act, residual when the shapes allow."""
+    shortcut = x
+    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
+    x = layers.Activation(activation, name=f"{name}_dw_act")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_pw_bn")(x)
+    x = layers.Activation(activation, name=f"{name}_pw_act")(x)
+    if strides == 1 and shortcut.shape[-1] == filters:
+        x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return x
+
+
+def _lesion_trunk(width: int, activation: str) -> keras.Model:
+    """Stride-16 fully convolutional trunk, any input size (a nested model, so crops and whole images share it)."""
+    inputs = keras.Input(shape=(None, None, 1), name="lesion_input")
+    x = _conv(inputs, width, 2, activation, "lesion_stem")  # 1/2
+    x = _conv(x, 2 * width, 2, activation, "lesion_s1")  # 1/4
+    x = _separable(x, 2 * width, 1, activation, "lesion_s1_res")
+    for stage, multiplier in ((2, 4), (3, 8)):  # 1/8, 1/16
+        x = _separable(x, width * multiplier, 2, activation, f"lesion_s{stage}_down")
+        x = _separable(x, width * multiplier, 1, activation, f"lesion_s{stage}_res")
+    x = _separable(x, width * 8, 1, activation, "lesion_s4_res")
+    x = layers.Conv2D(width * 8, 1, use_bias=False, name="lesion_top_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="lesion_top_bn")(x)
+    x = layers.Activation(activation, name="lesion_top_act")(x)
+    return keras.Model(inputs, x, name=_LESION_TRUNK)
+
+
+def _density_branch(inputs: Any, width: int, dropout: float, activation: str) -> Any:
+    """The input averaged down 4×, four separable stages, global average pooling → 4-way softmax."""
+    x = layers.AveragePooling2D(_DENSITY_POOL, name=_DENSITY_INPUT)(inputs)
+    x = _conv(x, width, 2, activation, "density_stem")
+    for stage, multiplier in enumerate((2, 4, 6), start=1):
+        x = _separable(x, width * multiplier, 2, activation, f"density_s{stage}_down")
+        x = _separable(x, width * multiplier, 1, activation, f"density_s{stage}_res")
+    x = layers.GlobalAveragePooling2D(name="density_gap")(x)
+    x = layers.Dropout(dropout, name="density_dropout")(x)
+    return layers.Dense(4, activation="softmax", name=DENSITY_OUTPUT)(x)
+
+
+def build_lesion_model(
+    input_shape: tuple[int, int, int] = (DEFAULT_LESION_SIZE, DEFAULT_LESION_SIZE, 1),
+    width: int = 16,
+    density_width: int = 16,
+    dropout: float = 0.2,
+    activation: str = "silu",
+) -> keras.Model:
+    """The lesion-supervised two-task model (about 0.2 M parameters at the defaults, 0.1 % of the seed's).
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(H, W, 1)``; H and W multiples of 16 (the lesion map's stride) and at least 64.
+    width, density_width : int
+        Channel multipliers of the lesion and the density branch.
+    dropout : float
+        Dropout before each head.
+    activation : str
+        Keras activation of the conv blocks.
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled; outputs ``{"density", "malignancy", "lesion_map"}`` (see the module docstring).
+    """
+    height, width_px, channels = input_shape
+    if channels != 1 or height % LESION_STRIDE or width_px % LESION_STRIDE or min(height, width_px) < 64:
+        raise ValueError(
+            f"input_shape must be (H, W, 1) with H and W multiples of {LESION_STRIDE} and at least 64, "
+            f"got {input_shape!r}"
+        )
+    if width < 1 or density_width < 1:
+        raise ValueError(f"width and density_width must be positive integers, got {width!r}, {density_width!r}")
+    inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
+    features = layers.Identity(name=LAST_CONV_LAYER)(_lesion_trunk(width, activation)(inputs))
+    lesion_head = layers.Conv2D(len(LESION_CLASSES), 1, activation="softmax", name=LESION_OUTPUT)
+    lesion_map = lesion_head(layers.Dropout(dropout, name=_LESION_DROPOUT)(features))
+    selector = layers.Conv2D(1, 1, use_bias=False, trainable=False, name="malignant_channel")
+    malignant = selector(lesion_map)
+    selector.set_weights([np.array([0.0, 0.0, 1.0], dtype=np.float32).reshape(1, 1, 3, 1)])
+    malignancy = layers.GlobalMaxPooling2D(name=MALIGNANCY_OUTPUT)(malignant)
+    density = _density_branch(inputs, density_width, dropout, activation)
+    outputs = {DENSITY_OUTPUT: density, MALIGNANCY_OUTPUT: malignancy, LESION_OUTPUT: lesion_map}
+    return keras.Model(inputs, outputs, name="lesion")
+
+
+def is_lesion_model(model: keras.Model) -> bool:
+    """True if ``model`` has a ``lesion_map`` output (a :func:`build_lesion_model` model)."""
+    return LESION_OUTPUT in getattr(model, "output_names", ())
+
+
+def patch_model(model: keras.Model) -> keras.Model:
+    """Crop of any size → lesion map: the lesion trunk and head of ``model`` (shared layers and weights)."""
+    if not is_lesion_model(model):
+        raise ValueError(f"model {model.name!r} has no {LESION_OUTPUT!r} output (not a lesion model)")
+    patch = keras.Input(shape=(None, None, 1), name="patch")
+    features = model.get_layer(_LESION_TRUNK)(patch)
+    lesion_map = model.get_layer(LESION_OUTPUT)(model.get_layer(_LESION_DROPOUT)(features))
+    return keras.Model(patch, lesion_map, name="lesion_patches")
+
+
+def density_model(model: keras.Model) -> keras.Model:
+    """Image → density: the density branch of ``model`` alone (shared layers and weights)."""
+    if not is_lesion_model(model):
+        raise ValueError(f"model {model.name!r} has no {LESION_OUTPUT!r} output (not a lesion model)")
+    return keras.Model(model.input, model.get_layer(DENSITY_OUTPUT).output, name="lesion_density")
+
+
+def image_model(model: keras.Model) -> keras.Model:
+    """Image → ``{"density", "malignancy"}`` without the lesion map (shared layers): for image-label training."""
+    if not is_lesion_model(model):
+        raise ValueError(f"model {model.name!r} has no {LESION_OUTPUT!r} output (not a lesion model)")
+    outputs = {name: model.get_layer(name).output for name in (DENSITY_OUTPUT, MALIGNANCY_OUTPUT)}
+    return keras.Model(model.input, outputs, name="lesion_image_labels")
