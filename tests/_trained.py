@@ -1,7 +1,7 @@
-"""One fast-trained default model for test_predict, test_widget, test_cli and test_webapp (trained once per session).
+"""One fast-trained lesion model (the default) for the predictor, panel, CLI and web-app tests (trained once).
 
-The run lives in the session's ``MAMMO_HOME`` (set by the root conftest). A default-model run already recorded
-there (e.g. by the 02_train notebook test) is reused; otherwise the default model is trained in fast mode for one
+The run lives in the session's ``MAMMO_HOME`` (set by the root conftest). A lesion-model run already recorded
+there (e.g. by the 02_train notebook test) is reused; otherwise the lesion model is trained in fast mode for one
 epoch on 64 synthetic images (about 30 s on 2 busy cores instead of ~80 s for the 200-image fast set), with
 TensorFlow's graph optimizer off as in tests/test_train.py. Such a briefly trained model gives nearly the same
 output for every image, so tests that must see predictions change use a hand-made probe model as well.
@@ -21,13 +21,13 @@ def _reusable(run_dir: Path) -> bool:
     return (
         (run_dir / "model.keras").is_file()
         and params.is_file()
-        and json.loads(params.read_text()).get("model") == "default"
+        and json.loads(params.read_text()).get("model") == "lesion"
     )
 
 
 @lru_cache(maxsize=1)
 def trained_run_dir() -> Path:
-    """A run directory of the default model, trained in fast mode (or reused)."""
+    """A run directory of the lesion model, trained in fast mode (or reused)."""
     from mammo_utils.paths import latest_run_dir
 
     try:
@@ -39,6 +39,7 @@ def trained_run_dir() -> Path:
     import tensorflow as tf
 
     from mammo_utils import paths
+    from mammo_utils.datasets.findings import findings_from_synthetic
     from mammo_utils.datasets.splits import split_by_patient
     from mammo_utils.datasets.synthetic import generate_synthetic
     from mammo_utils.training.config import TrainConfig
@@ -49,8 +50,8 @@ def trained_run_dir() -> Path:
     try:
         images = generate_synthetic(paths.data_dir() / "synthetic_predict_tests", n=64, seed=42)
         manifest = split_by_patient(images, seed=42)
-        config = TrainConfig(model="default", fast=True, epochs=1, batch_size=16, seed=42, verbose=0)
-        return train(manifest, config).run_dir
+        config = TrainConfig(model="lesion", fast=True, epochs=1, batch_size=16, seed=42, verbose=0)
+        return train(manifest, config, findings=findings_from_synthetic(manifest)).run_dir
     finally:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False, **options})
 

@@ -27,9 +27,9 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_building_and_running_a_model_writes_nothing_to_stderr() -> None:
     done = _python(
         "import numpy as np\n"
-        "import mammo_utils.models.networks as networks\n"
-        "model = networks.build_model('default')\n"
-        "model.predict(np.zeros((2, 224, 224, 1), 'float32'), verbose=0)\n"
+        "import mammo_utils.models.builders as builders\n"
+        "model = builders.build_model('lesion')\n"
+        "model.predict(np.zeros((2, 320, 320, 1), 'float32'), verbose=0)\n"
         "print('ok')\n"
     )
     assert done.returncode == 0, done.stderr

@@ -227,7 +227,9 @@ def render_html(item: ItemResult) -> str:
 
         figures.append(_figure(_data_uri(p.image), "standardized" + (" (flipped)" if p.flipped else "")))
         if "density" in p.cams:
-            figures.append(_figure(_data_uri(overlay(p.image, p.cams["density"])), f"Grad-CAM density {p.density_letter}"))
+            figures.append(
+                _figure(_data_uri(overlay(p.image, p.cams["density"])), f"Grad-CAM density {p.density_letter}")
+            )
         if p.lesion_map is not None:
             boxed = outline_boxes(overlay(p.image, p.lesion_map), [r.box_model for r in p.regions])
             figures.append(_figure(_data_uri(boxed), "lesion map (malignant probability; boxes: top regions)"))

@@ -152,8 +152,7 @@ def finding_crops(manifest: pd.DataFrame, size: int = 96, workers: int | None = 
     if not np.isfinite(centres).all():
         raise ValueError("every row needs a finding centre (finding_y, finding_x)")
     jobs = [
-        (str(path), int(round(y)), int(round(x)))
-        for path, (y, x) in zip(manifest["image_path"], centres, strict=True)
+        (str(path), int(round(y)), int(round(x))) for path, (y, x) in zip(manifest["image_path"], centres, strict=True)
     ]
     if not jobs:
         return np.zeros((0, size, size), dtype=np.float32)

@@ -42,6 +42,7 @@ __all__ = [
     "finding_in_model",
     "gradcam_localization",
     "localization_summary",
+    "pointing_game",
     "score_map",
     "wilson_interval",
 ]
@@ -345,3 +346,12 @@ def gradcam_localization(
         rows.append(_score_record(values, record, (values.shape[0], values.shape[1]), margin))
     table = pd.DataFrame(rows)
     return Localization(table, localization_summary(table, alpha, margin, skipped))
+
+
+def pointing_game(maps: Sequence[np.ndarray] | np.ndarray, records: pd.DataFrame, alpha: float = 0.05) -> Localization:
+    """The pointing game: a map scores when its peak lies within the finding's radius (no margin).
+
+    Same arguments as :func:`gradcam_localization` (which allows a margin); used to compare lesion maps and
+    Grad-CAM maps on equal terms.
+    """
+    return gradcam_localization(maps, records, margin=0.0, alpha=alpha)

@@ -56,6 +56,7 @@ class CachedMaps:
     images: np.ndarray
     cams: np.ndarray
     records: pd.DataFrame
+    kind: str = "gradcam"
 
 
 def gradcam_cached(
@@ -111,7 +112,16 @@ def lesion_maps_cached(model: Any, cached: CachedImages, rows: pd.DataFrame, bat
         mask_to_content(upsample_grid(grid, shape), (int(h), int(w)), renormalize=False)
         for grid, (h, w) in zip(grids, shapes, strict=True)
     ]
-    return CachedMaps(images, np.stack(maps).astype(np.float32), records)
+    return CachedMaps(images, np.stack(maps).astype(np.float32), records, kind="lesion_map")
+
+
+def finding_maps(model: Any, cached: CachedImages, rows: pd.DataFrame, batch_size: int = 16) -> CachedMaps:
+    """Where the model looked for malignancy: its lesion map if it has one, else Grad-CAM of the malignancy head."""
+    from mammo_utils.models.lesion import is_lesion_model
+
+    if is_lesion_model(model):
+        return lesion_maps_cached(model, cached, rows, batch_size)
+    return gradcam_cached(model, cached, rows, batch_size=batch_size)
 
 
 def read_split(run_dir: str | os.PathLike[str]) -> pd.DataFrame:

@@ -139,12 +139,14 @@ def gradcam_gallery(
     cmap: str = "jet",
     suptitle: str | None = None,
     circles: Sequence[CircleSpec | None] | None = None,
+    label: str = "Grad-CAM (relative to each image's maximum)",
 ) -> Figure:
     """A grid of Grad-CAM overlays, one per image with its title, and one shared colour bar.
 
     ``images`` and ``cams`` are equally long, each pair on one (H, W) grid; ``titles`` one per image (e.g.
     "true c / pred d, p(malig)=0.81"); ``alpha`` and ``cmap`` go to :func:`overlay`; ``suptitle`` titles the figure.
     ``circles``: one ``(row, column, radius)`` or None per image, outlined on it (see :func:`plot_overlay`).
+    ``label`` names the colour bar's scale (e.g. "lesion map: malignant probability" for a lesion model's maps).
     """
     n = len(images)
     titles = list(titles) if titles is not None else [""] * n
@@ -167,7 +169,7 @@ def gradcam_gallery(
         ax=axes.ravel().tolist(),
         fraction=0.02,
         pad=0.02,
-        label="Grad-CAM (relative to each image's maximum)",
+        label=label,
     )
     if suptitle:
         fig.suptitle(suptitle)

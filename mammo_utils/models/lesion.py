@@ -7,8 +7,8 @@ cell of a grid at 1/16 of the input (20 × 20 at the default 320 × 320 input, o
 The image's malignancy probability is the map's highest malignant probability (global max pooling of its
 malignant channel), so the score points at one place: the cell that drove it.
 
-Density is a whole-breast property and has its own small branch: the input averaged down 4× (80 × 80), four
-separable stages, global average pooling, a 4-way softmax. It shares no weights with the lesion branch, so the
+Density is a whole-breast property and has its own small branch: the input averaged down 2× (160 × 160), a stem
+and three separable stages, global average pooling, a 4-way softmax. It shares no weights with the lesion branch, so the
 density loss cannot crowd out the lesion loss (the whole-image model's problem: its summed loss was dominated by
 density and malignancy stayed at chance).
 
@@ -42,6 +42,8 @@ __all__ = [
     "LESION_CLASSES",
     "LESION_OUTPUT",
     "LESION_STRIDE",
+    "LESION_TRUNK",
+    "FIXED_LAYERS",
     "build_lesion_model",
     "density_model",
     "image_model",
@@ -53,8 +55,8 @@ LESION_OUTPUT = "lesion_map"
 LESION_CLASSES: tuple[str, ...] = ("background", "benign", "malignant")
 LESION_STRIDE = 16  # input pixels per lesion-map cell
 DEFAULT_LESION_SIZE = 320  # default square input: 1.4x the seed's 224, a 20 x 20 lesion map
-_DENSITY_POOL = 4
-_LESION_TRUNK = "lesion_trunk"
+LESION_TRUNK = "lesion_trunk"
+FIXED_LAYERS: tuple[str, ...] = ("malignant_channel",)  # never trained: it only picks the malignant channel
 _LESION_DROPOUT = "lesion_dropout"
 _DENSITY_INPUT = "density_pool"
 
@@ -92,12 +94,12 @@ def _lesion_trunk(width: int, activation: str) -> keras.Model:
     x = layers.Conv2D(width * 8, 1, use_bias=False, name="lesion_top_conv")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="lesion_top_bn")(x)
     x = layers.Activation(activation, name="lesion_top_act")(x)
-    return keras.Model(inputs, x, name=_LESION_TRUNK)
+    return keras.Model(inputs, x, name=LESION_TRUNK)
 
 
-def _density_branch(inputs: Any, width: int, dropout: float, activation: str) -> Any:
-    """The input averaged down 4×, four separable stages, global average pooling → 4-way softmax."""
-    x = layers.AveragePooling2D(_DENSITY_POOL, name=_DENSITY_INPUT)(inputs)
+def _density_branch(inputs: Any, width: int, pool: int, dropout: float, activation: str) -> Any:
+    """The input averaged down ``pool``×, a stem and three separable stages, global average pooling → softmax."""
+    x = layers.AveragePooling2D(pool, name=_DENSITY_INPUT)(inputs) if pool > 1 else inputs
     x = _conv(x, width, 2, activation, "density_stem")
     for stage, multiplier in enumerate((2, 4, 6), start=1):
         x = _separable(x, width * multiplier, 2, activation, f"density_s{stage}_down")
@@ -111,6 +113,7 @@ def build_lesion_model(
     input_shape: tuple[int, int, int] = (DEFAULT_LESION_SIZE, DEFAULT_LESION_SIZE, 1),
     width: int = 16,
     density_width: int = 16,
+    density_pool: int = 2,
     dropout: float = 0.2,
     activation: str = "silu",
 ) -> keras.Model:
@@ -122,6 +125,8 @@ def build_lesion_model(
         ``(H, W, 1)``; H and W multiples of 16 (the lesion map's stride) and at least 64.
     width, density_width : int
         Channel multipliers of the lesion and the density branch.
+    density_pool : int
+        The density branch sees the input averaged down this many times (2: 160 × 160 at the default size).
     dropout : float
         Dropout before each head.
     activation : str
@@ -144,11 +149,11 @@ def build_lesion_model(
     features = layers.Identity(name=LAST_CONV_LAYER)(_lesion_trunk(width, activation)(inputs))
     lesion_head = layers.Conv2D(len(LESION_CLASSES), 1, activation="softmax", name=LESION_OUTPUT)
     lesion_map = lesion_head(layers.Dropout(dropout, name=_LESION_DROPOUT)(features))
-    selector = layers.Conv2D(1, 1, use_bias=False, trainable=False, name="malignant_channel")
+    selector = layers.Conv2D(1, 1, use_bias=False, trainable=False, name=FIXED_LAYERS[0])
     malignant = selector(lesion_map)
     selector.set_weights([np.array([0.0, 0.0, 1.0], dtype=np.float32).reshape(1, 1, 3, 1)])
     malignancy = layers.GlobalMaxPooling2D(name=MALIGNANCY_OUTPUT)(malignant)
-    density = _density_branch(inputs, density_width, dropout, activation)
+    density = _density_branch(inputs, density_width, density_pool, dropout, activation)
     outputs = {DENSITY_OUTPUT: density, MALIGNANCY_OUTPUT: malignancy, LESION_OUTPUT: lesion_map}
     return keras.Model(inputs, outputs, name="lesion")
 
@@ -163,7 +168,7 @@ def patch_model(model: keras.Model) -> keras.Model:
     if not is_lesion_model(model):
         raise ValueError(f"model {model.name!r} has no {LESION_OUTPUT!r} output (not a lesion model)")
     patch = keras.Input(shape=(None, None, 1), name="patch")
-    features = model.get_layer(_LESION_TRUNK)(patch)
+    features = model.get_layer(LESION_TRUNK)(patch)
     lesion_map = model.get_layer(LESION_OUTPUT)(model.get_layer(_LESION_DROPOUT)(features))
     return keras.Model(patch, lesion_map, name="lesion_patches")
 

@@ -93,11 +93,13 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_NAMES)}")
         _check_int("epochs", self.epochs, 1)
         _check_int("batch_size", self.batch_size, 1)
-        if self.image_size is None:
-            object.__setattr__(self, "image_size", DEFAULT_IMAGE_SIZES[self.model])
-        _check_int("image_size", self.image_size, MIN_IMAGE_SIZE)
-        if self.model == "lesion" and self.image_size % LESION_STRIDE:
-            raise ValueError(f"the lesion model needs an image_size that is a multiple of {LESION_STRIDE}, got {self.image_size}")
+        size = DEFAULT_IMAGE_SIZES[self.model] if self.image_size is None else self.image_size
+        object.__setattr__(self, "image_size", size)
+        _check_int("image_size", size, MIN_IMAGE_SIZE)
+        if self.model == "lesion" and size % LESION_STRIDE:
+            raise ValueError(f"the lesion model needs an image_size that is a multiple of {LESION_STRIDE}, got {size}")
+        if self.model == "lesion" and self.strategy is not None:
+            raise ValueError("the lesion model trains in one process for now; pass strategy=None")
         _check_int("patience", self.patience, 0)
         _check_int("seed", self.seed, None)
         if self.steps_per_epoch is not None:

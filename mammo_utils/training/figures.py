@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -77,7 +78,9 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
     the lesion model one per stage's curve (its stages can stop at different epochs).
     """
     columns = set(history.columns)
-    kind = "lesion" if columns & {"lesion_loss", "image_loss"} else "multitask" if "density_loss" in columns else "joint"
+    kind = (
+        "lesion" if columns & {"lesion_loss", "image_loss"} else "multitask" if "density_loss" in columns else "joint"
+    )
     panels = [p for p in CURVES[kind] if p[0] in columns or f"val_{p[0]}" in columns]
     if not panels:
         raise ValueError(
@@ -124,6 +127,6 @@ def best_epochs(history: pd.DataFrame) -> pd.DataFrame:
     for name, (key, mode, keys) in stages.items():
         scores = history[key]
         if scores.notna().any():
-            row = history.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
-            columns[f"{name}, best epoch {int(row['epoch']) + 1}"] = row[keys]
+            row = history.iloc[int(np.nanargmax(scores) if mode == "max" else np.nanargmin(scores))]
+            columns[f"{name}, best epoch {int(row['epoch']) + 1}"] = row.reindex(keys)
     return pd.DataFrame(columns)

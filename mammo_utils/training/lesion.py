@@ -126,7 +126,13 @@ class LesionCrops(keras.utils.PyDataset):
         augment: bool = True,
     ) -> None:
         super().__init__()
-        self.images, self.patch_size, self.batch_size, self.seed, self.augment = images, patch_size, batch_size, seed, augment
+        self.images, self.patch_size, self.batch_size, self.seed, self.augment = (
+            images,
+            patch_size,
+            batch_size,
+            seed,
+            augment,
+        )
         self.rows = [i for i, f in enumerate(found) if f is not None]
         if not self.rows:
             raise ValueError("no image with a finding of known pathology to cut lesion crops from")
@@ -213,38 +219,6 @@ class ImageAUC(keras.callbacks.Callback):
             logs["val_malignancy_auc"] = float(auc)
 
 
-class DensityBatches(keras.utils.PyDataset):
-    """Whole images (uint8 → float) with density class targets and weights, shuffled (seeded) every epoch."""
-
-    def __init__(
-        self, images: np.ndarray, classes: np.ndarray, weights: np.ndarray, batch_size: int, seed: int, training: bool
-    ) -> None:
-        super().__init__()
-        self.images, self.classes, self.weights = images, classes, weights
-        self.batch_size, self.seed, self.training, self.epoch = batch_size, seed, training, 0
-        self.order = self._order()
-
-    def _order(self) -> np.ndarray:
-        if not self.training:
-            return np.arange(len(self.images))
-        return np.random.default_rng([self.seed, 11, self.epoch]).permutation(len(self.images))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        x = self.images[rows].astype(np.float32) / np.float32(255)
-        if self.training and (self.epoch + index) % 2:
-            x = x[:, ::-1]  # up-down flip of every other batch: density does not depend on it
-        return x, self.classes[rows], self.weights[rows]
-
-    def on_epoch_end(self) -> None:
-        """Reshuffle for the next epoch."""
-        self.epoch += 1
-        self.order = self._order()
-
-
 @dataclass
 class LesionRun:
     """What :func:`fit_lesion_model` needs: the cache, the run's rows and their findings on the model grid."""
@@ -297,8 +271,8 @@ def _fit_lesions(network: keras.Model, run: LesionRun, callbacks: list[Any]) -> 
         epochs=run.epochs,
         callbacks=[
             ImageAUC(network, val_images, _malignant(run.val_rows)),
-            keras.callbacks.EarlyStopping(patience=run.patience, restore_best_weights=True, **monitor),  # type: ignore[arg-type]
-            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, run.patience // 2), **monitor),  # type: ignore[arg-type]
+            keras.callbacks.EarlyStopping(patience=run.patience, restore_best_weights=True, **monitor),
+            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, run.patience // 2), **monitor),
             *callbacks,
         ],
         verbose=run.verbose,
@@ -307,17 +281,14 @@ def _fit_lesions(network: keras.Model, run: LesionRun, callbacks: list[Any]) -> 
     return frame.drop(columns=[c for c in frame.columns if c == "learning_rate"])
 
 
-def _density_data(run: LesionRun, rows: pd.DataFrame, training: bool) -> DensityBatches:
-    density = pd.to_numeric(rows["density"], errors="coerce").to_numpy(float)
-    known = np.isfinite(density)
-    classes = np.where(known, np.nan_to_num(density, nan=1.0) - 1, 0).astype(np.int32)
-    weights = known.astype(np.float32)
-    if training and run.balance and known.any():
-        counts = np.bincount(classes[known], minlength=4).astype(float)
-        present = counts > 0
-        table = np.where(present, known.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
-        weights = np.where(known, table[classes], 0.0).astype(np.float32)
-    return DensityBatches(run.cached.uint8(rows), classes, weights, run.batch_size, run.seed, training)
+def _density_data(run: LesionRun, rows: pd.DataFrame, training: bool) -> Any:
+    """The image pipeline of :mod:`mammo_utils.training.pipeline` (augmentation, class balance), density only."""
+    ds = make_dataset(run.cached, rows, "multitask", run.batch_size, training=training, seed=run.seed, balance=run.balance)
+
+    def density_only(x: Any, y: Any, *weights: Any) -> Any:
+        return (x, y[DENSITY_OUTPUT], weights[0][DENSITY_OUTPUT]) if weights else (x, y[DENSITY_OUTPUT])
+
+    return ds.map(density_only)
 
 
 def _fit_density(network: keras.Model, run: LesionRun) -> pd.DataFrame:
@@ -337,6 +308,7 @@ def _fit_density(network: keras.Model, run: LesionRun) -> pd.DataFrame:
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, run.patience // 2)),
         ],
         verbose=run.verbose,
+        shuffle=False,
     )
     frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
     return frame.rename(columns=lambda c: c.replace("loss", "density_loss").replace("accuracy", "density_accuracy"))

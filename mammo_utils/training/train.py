@@ -365,7 +365,7 @@ def train(
     """
     config = config if config is not None else TrainConfig()
     if initial_model is not None:
-        check_initial_model(initial_model, config.model, config.image_size, config.strategy)
+        check_initial_model(initial_model, config.model, int(config.image_size or 0), config.strategy)
     started = time.time()
     deterministic = enable_determinism(config.seed)
     data = _load_data(manifest, config, findings)

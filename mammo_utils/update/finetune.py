@@ -37,6 +37,7 @@ import keras
 import pandas as pd
 
 from mammo_utils.evaluation.run import read_split
+from mammo_utils.models.lesion import FIXED_LAYERS, LESION_TRUNK, is_lesion_model
 from mammo_utils.models.networks import BACKBONE_LAYER, LAST_CONV_LAYER, load_model, set_backbone_trainable
 from mammo_utils.models.records import data_hash
 from mammo_utils.models.registry import ModelVersion, Registry, current_run_dir
@@ -84,13 +85,17 @@ class FinetuneResult:
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The feature-extractor layers of a model of :mod:`mammo_utils.models.networks`, input to top.
 
-    A transfer model's ``"backbone"`` sub-model's layers; otherwise every layer up to and including
-    :data:`~mammo_utils.models.networks.LAST_CONV_LAYER` (the default and the seed model).
+    A transfer model's ``"backbone"`` sub-model's layers; a lesion model's lesion trunk (its nested sub-model,
+    without the input); otherwise every layer up to and including
+    :data:`~mammo_utils.models.networks.LAST_CONV_LAYER` (the whole-image and the seed model).
     """
     try:
         return list(model.get_layer(BACKBONE_LAYER).layers)
     except ValueError:
         pass
+    if is_lesion_model(model):
+        trunk = model.get_layer(LESION_TRUNK)
+        return [layer for layer in trunk.layers if not isinstance(layer, keras.layers.InputLayer)]
     names = [layer.name for layer in model.layers]
     if LAST_CONV_LAYER not in names:
         raise ValueError(
@@ -116,7 +121,7 @@ def set_finetune_trainable(model: keras.Model, phase: str, top_n: int | None = D
         raise ValueError(f"top_n must be >= 0 or None, got {top_n!r}")
     model.trainable = True
     for layer in model.layers:
-        layer.trainable = True
+        layer.trainable = layer.name not in FIXED_LAYERS  # a lesion model's channel selector stays fixed
     backbone = backbone_layers(model)
     try:
         model.get_layer(BACKBONE_LAYER)

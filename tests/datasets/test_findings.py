@@ -17,10 +17,10 @@ from mammo_utils.datasets.findings import (
     box_to_model,
     circle_to_model,
     empty_findings,
+    findings_from_synthetic,
     findings_in_model,
     make_findings,
     read_findings,
-    findings_from_synthetic,
     validate_findings,
     write_findings,
 )

@@ -33,7 +33,7 @@ def test_metrics_json_has_every_headline_metric_with_bracketing_ci(run: RunResul
     evaluation = evaluate_run(run.run_dir, n_boot=100, seed=0)
     saved = json.loads((run.run_dir / METRICS_FILE).read_text())
     assert saved["data"]["split"] == "test" and saved["data"]["synthetic"] is True
-    assert saved["model"]["name"] == "default"
+    assert saved["model"]["name"] == "lesion"
     for name in HEADLINE_METRICS:
         entry = metric_entry(saved, name)
         assert set(entry) >= {"value", "ci_low", "ci_high"}, name

@@ -15,7 +15,8 @@ import tensorflow as tf
 from keras import layers
 
 from mammo_utils.inference.gradcam import GradCAM
-from mammo_utils.models.networks import build_model, marginals_from_joint
+from mammo_utils.models.builders import build_model
+from mammo_utils.models.networks import marginals_from_joint
 
 SIZE = 32  # planted-signal images
 QUAD = SIZE // 2
@@ -25,7 +26,7 @@ QUAD = SIZE // 2
 @pytest.fixture(scope="module")
 def default_model() -> keras.Model:
     keras.utils.set_random_seed(0)
-    return build_model("default")
+    return build_model("whole_image")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,10 @@ def test_builds_each_small_model_by_name() -> None:
     assert build_model("lesion", input_shape=(64, 64, 1), width=4, density_width=4).name == "lesion"
     model = build_model("whole_image", input_shape=(32, 32, 1), width=4)
     assert model.name == "whole_image"
-    assert compile_model(model).loss == {"density": "sparse_categorical_crossentropy", "malignancy": "binary_crossentropy"}
+    assert compile_model(model).loss == {
+        "density": "sparse_categorical_crossentropy",
+        "malignancy": "binary_crossentropy",
+    }
     seed = compile_model(build_model("seed", input_shape=(16, 16, 1)))
     assert seed.loss == "categorical_crossentropy"
 
@@ -24,6 +27,10 @@ def test_builds_each_small_model_by_name() -> None:
 def test_lesion_model_is_left_uncompiled() -> None:
     model = build_model("lesion", input_shape=(64, 64, 1), width=4, density_width=4)
     assert compile_model(model) is model and not model.compiled
+
+
+def test_transfer_by_name() -> None:
+    assert build_model("transfer", backbone="mobilenetv3small", input_shape=(64, 64, 1)).get_layer("backbone")
 
 
 def test_unknown_name() -> None:

@@ -87,7 +87,7 @@ def test_seed_predict_is_a_distribution(seed_model):
 
 
 def test_seed_compiles_with_categorical_crossentropy():
-    model = models.compile_model(models.build_seed_model(input_shape=(16, 16, 1)))
+    model = models.compile_seed(models.build_seed_model(input_shape=(16, 16, 1)))
     assert isinstance(model.optimizer, keras.optimizers.Adam)
     assert model.loss == "categorical_crossentropy"
 
@@ -179,9 +179,9 @@ def test_imagenet_weights_offline_gives_clear_error(monkeypatch, tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- save and load
-@pytest.mark.parametrize("kind", ["default", "transfer"])
+@pytest.mark.parametrize("kind", ["whole_image", "transfer"])
 def test_save_load_round_trip(kind, tmp_path, small_transfer):
-    if kind == "default":
+    if kind == "whole_image":
         model = models.compile_default(models.build_whole_image_model((64, 64, 1), width=8))
         shape = (2, 64, 64, 1)
     else:
@@ -235,15 +235,8 @@ def test_joint_probabilities_validates_inputs():
         models.marginals_from_joint(np.ones((2, 4)))
 
 
-# ------------------------------------------------------------------------------------------------- dispatch
-def test_build_model_dispatch_and_count_params():
-    model = models.build_model("default", input_shape=(32, 32, 1), width=4)
-    assert model.name == "default"
+# ------------------------------------------------------------------------------------------------- counting
+def test_count_params_matches_keras():
+    model = models.build_whole_image_model((32, 32, 1), width=4)
+    assert model.name == "whole_image"
     assert models.count_params(model)["total"] == model.count_params()
-    assert models.compile_model(model).loss == {
-        "density": "sparse_categorical_crossentropy",
-        "malignancy": "binary_crossentropy",
-    }
-    assert models.build_model("transfer", backbone="mobilenetv3small", input_shape=(64, 64, 1)).get_layer("backbone")
-    with pytest.raises(ValueError, match="unknown model 'resnet'.*default, seed, transfer"):
-        models.build_model("resnet")

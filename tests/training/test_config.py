@@ -15,10 +15,10 @@ from mammo_utils.training.config import MIN_IMAGE_SIZE, TrainConfig
 def test_defaults_and_json_form() -> None:
     config = TrainConfig()
     assert (config.model, config.epochs, config.batch_size, config.image_size, config.seed) == (
-        "default",
+        "lesion",
         30,
         32,
-        224,
+        320,
         42,
     )
     assert config.point_latest is True and config.balance is True and config.model_kwargs is None
@@ -31,11 +31,13 @@ def test_paths_and_strategy_objects_become_strings(tmp_path: Path) -> None:
     class FakeStrategy:  # stands in for a tf.distribute.Strategy (no TensorFlow import needed)
         pass
 
-    config = TrainConfig(run_dir=tmp_path / "run", cache_dir=tmp_path, strategy=FakeStrategy())
+    config = TrainConfig(model="whole_image", run_dir=tmp_path / "run", cache_dir=tmp_path, strategy=FakeStrategy())
     payload = config.to_dict()
     assert payload["run_dir"] == str(tmp_path / "run") and payload["cache_dir"] == str(tmp_path)
     assert payload["strategy"] == "FakeStrategy"
-    assert TrainConfig(strategy="mirrored").to_dict()["strategy"] == "mirrored"
+    assert TrainConfig(model="whole_image", strategy="mirrored").to_dict()["strategy"] == "mirrored"
+    with pytest.raises(ValueError, match="lesion model trains in one process"):
+        TrainConfig(strategy="mirrored")
 
 
 def test_config_is_frozen_and_replaceable() -> None:

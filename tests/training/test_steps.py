@@ -43,15 +43,15 @@ def test_strategy_choices():
 
 def test_initial_model_must_fit_the_run():
     model = build_whole_image_model((64, 64, 1), width=4)
-    train_setup.check_initial_model(model, "default", 64, None)
+    train_setup.check_initial_model(model, "whole_image", 64, None)
     with pytest.raises(ValueError, match="image_size"):
-        train_setup.check_initial_model(model, "default", 128, None)
+        train_setup.check_initial_model(model, "whole_image", 128, None)
     with pytest.raises(ValueError, match="model="):
         train_setup.check_initial_model(model, "seed", 64, None)
     with pytest.raises(ValueError, match="strategy"):
-        train_setup.check_initial_model(model, "default", 64, "mirrored")
+        train_setup.check_initial_model(model, "whole_image", 64, "mirrored")
     with pytest.raises(TypeError, match="keras.Model"):
-        train_setup.check_initial_model("model.keras", "default", 64, None)
+        train_setup.check_initial_model("model.keras", "whole_image", 64, None)
 
 
 def test_unique_run_dir_and_atomic_json(tmp_path):

@@ -31,7 +31,7 @@ from mammo_utils.training.config import TrainConfig
 from mammo_utils.training.runs import RunResult, load_run
 
 SETTINGS = {"epochs": 1, "batch_size": 8, "image_size": 64, "seed": 7, "verbose": 0}
-CONFIG = TrainConfig(fast=True, **SETTINGS)
+CONFIG = TrainConfig(model="whole_image", fast=True, **SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def run(manifest: pd.DataFrame) -> RunResult:
 
 def test_run_directory_holds_everything(run: RunResult, manifest: pd.DataFrame, home: Path) -> None:
     assert run.run_dir.parent == home / "models" / "runs"
-    assert run.run_dir.name.endswith("_default_synthetic")
+    assert run.run_dir.name.endswith("_whole_image_synthetic")
     for name in train.RUN_FILES:
         assert (run.run_dir / name).is_file(), name
     assert (home / "models" / "runs" / "LATEST").read_text().strip() == run.run_dir.name
@@ -82,7 +82,7 @@ def test_run_directory_holds_everything(run: RunResult, manifest: pd.DataFrame, 
     assert {k: params[k] for k in saved} == saved  # every config field, as used (fast mode keeps these)
     assert params["requested_epochs"] == 1 and params["requested_batch_size"] == 8 and params["target"] == "multitask"
     assert params["run_dir"] == str(run.run_dir.resolve()) and params["initial_model"] is None
-    assert params["model"] == "default" and params["strategy"] is None and params["status"] == "finished"
+    assert params["model"] == "whole_image" and params["strategy"] is None and params["status"] == "finished"
     assert params["deterministic_ops"] is True and params["fast"] is True
     splits = params["data"]["splits"]
     assert sum(s["n_images"] for s in splits.values()) == len(manifest) == 24
@@ -142,8 +142,8 @@ def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir: Path, home: Path
         from mammo_utils.datasets.synthetic import load_synthetic
         from mammo_utils.training.config import TrainConfig
         from mammo_utils.training.train import train
-        config = TrainConfig(strategy="mirrored", run_dir={str(tmp_path / "run")!r}, epochs=1, batch_size=8,
-                             image_size=64, seed=7, verbose=0)
+        config = TrainConfig(model="whole_image", strategy="mirrored", run_dir={str(tmp_path / "run")!r}, epochs=1,
+                             batch_size=8, image_size=64, seed=7, verbose=0)
         result = train(load_synthetic({str(synthetic_dir)!r}), config)
         print("replicas", result.params["replicas"])
     """)
@@ -195,6 +195,51 @@ def test_default_config_is_the_documented_defaults() -> None:
     import inspect
 
     signature = inspect.signature(train.train)
-    assert list(signature.parameters) == ["manifest", "config", "callbacks", "initial_model", "extra_params"]
+    assert list(signature.parameters) == [
+        "manifest",
+        "config",
+        "callbacks",
+        "initial_model",
+        "extra_params",
+        "findings",
+    ]
     assert signature.parameters["config"].default is None
-    assert TrainConfig() == TrainConfig(model="default", epochs=30, batch_size=32, image_size=224, seed=42)
+    assert TrainConfig() == TrainConfig(model="lesion", epochs=30, batch_size=32, image_size=320, seed=42)
+
+
+def test_the_lesion_model_trains_from_the_findings_table(manifest: pd.DataFrame, tmp_path: Path) -> None:
+    from mammo_utils.datasets.findings import findings_from_synthetic
+    from mammo_utils.models.lesion import is_lesion_model
+
+    config = TrainConfig(
+        model="lesion",
+        fast=True,
+        epochs=1,
+        batch_size=8,
+        image_size=64,
+        seed=7,
+        verbose=0,
+        run_dir=tmp_path / "lesion",
+        point_latest=False,
+    )
+    result = train.train(manifest, config, findings=findings_from_synthetic(manifest))
+    history = pd.read_csv(result.run_dir / "history.csv")
+    assert {"epoch", "lesion_loss", "val_malignancy_auc", "density_loss", "val_density_loss"} <= set(history.columns)
+    assert result.params["status"] == "finished" and "best_val_malignancy_auc" in result.params
+    assert is_lesion_model(load_model(result.run_dir / "model.keras", compile=False))
+
+
+def test_the_lesion_model_trains_on_image_labels_without_findings(manifest: pd.DataFrame, tmp_path: Path) -> None:
+    config = TrainConfig(
+        model="lesion",
+        fast=True,
+        epochs=1,
+        batch_size=8,
+        image_size=64,
+        seed=7,
+        verbose=0,
+        run_dir=tmp_path / "labels",
+        point_latest=False,
+    )
+    history = train.train(manifest, config).history
+    assert "image_loss" in history.columns and "lesion_loss" not in history.columns

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammo_utils.models.networks import build_whole_image_model, build_transfer_model, load_model
+from mammo_utils.models.lesion import build_lesion_model
+from mammo_utils.models.networks import build_transfer_model, build_whole_image_model, load_model
 from mammo_utils.models.records import data_hash
 from mammo_utils.models.registry import Registry
 from mammo_utils.paths import latest_run_dir
@@ -118,6 +119,13 @@ def test_trainable_flags_per_phase() -> None:
     assert _trainable_names(transfer) == {"density", "malignancy"}
     ft.set_finetune_trainable(transfer, "unfreeze", top_n=5)
     assert len(_trainable_names(transfer)) > 2
+    lesion = build_lesion_model((64, 64, 1), width=4, density_width=4)
+    ft.set_finetune_trainable(lesion, "heads")
+    heads = _trainable_names(lesion)
+    assert "lesion_map" in heads and "density" in heads and not any(n.startswith("lesion_s") for n in heads)
+    assert ft.backbone_layers(lesion)[-1].name == "lesion_top_act" and "malignant_channel" not in heads
+    ft.set_finetune_trainable(lesion, "unfreeze", top_n=None)
+    assert "lesion_stem_conv" in _trainable_names(lesion) and "malignant_channel" not in _trainable_names(lesion)
     with pytest.raises(ValueError, match="phase must be"):
         ft.set_finetune_trainable(model, "all")
     with pytest.raises(ValueError, match="top_n must be"):
@@ -131,11 +139,15 @@ def test_train_refuses_a_mismatched_initial_model(tmp_path: Path) -> None:
     model = build_whole_image_model((32, 32, 1), width=4)
     frame = _split(4)
     with pytest.raises(ValueError, match="image_size=64"):
-        train(frame, TrainConfig(image_size=64, run_dir=tmp_path), initial_model=model)
+        train(frame, TrainConfig(model="whole_image", image_size=64, run_dir=tmp_path), initial_model=model)
     with pytest.raises(ValueError, match="model='seed'"):
         train(frame, TrainConfig(model="seed", image_size=32, run_dir=tmp_path), initial_model=model)
     with pytest.raises(ValueError, match="distribution strategy"):
-        train(frame, TrainConfig(image_size=32, strategy="mirrored", run_dir=tmp_path), initial_model=model)
+        train(
+            frame,
+            TrainConfig(model="whole_image", image_size=32, strategy="mirrored", run_dir=tmp_path),
+            initial_model=model,
+        )
 
 
 # ------------------------------------------------------------------------------------------- the config
@@ -191,21 +203,17 @@ def test_heads_phase_leaves_the_backbone_bit_identical() -> None:
     before, after = _weights(base, backbone), _weights(heads, backbone)
     for name in backbone:  # kernels and BatchNorm moving statistics alike
         assert all(np.array_equal(a, b) for a, b in zip(before[name], after[name], strict=True)), name
-    for name in ("density", "malignancy"):
+    for name in ("density", "lesion_map"):  # the lesion model's heads: density, and the map's 1x1 convolution
         assert not np.array_equal(base.get_layer(name).get_weights()[0], heads.get_layer(name).get_weights()[0])
+    np.testing.assert_array_equal(heads.get_layer("malignant_channel").get_weights()[0].ravel(), [0, 0, 1])
     unfrozen = load_model(result.run_dir / "model_unfreeze.keras", compile=False)
     changed = {
         name
         for name in backbone
         if not all(np.array_equal(a, b) for a, b in zip(after[name], _weights(unfrozen, [name])[name], strict=True))
     }
-    assert changed and changed <= {
-        "stage4_down_dw",
-        "stage4_down_pw",
-        "stage4_res_dw",
-        "stage4_res_pw",
-        "last_conv_conv",
-    }
+    top = {layer.name for layer in ft.backbone_layers(base)[-data.CANDIDATE_SETTINGS.get("unfreeze_top_n", 16) :]}
+    assert changed and changed <= top
 
 
 # ------------------------------------------------------------------------------------------- the candidate
@@ -224,7 +232,7 @@ def test_candidate_run_directory_is_a_normal_run(tmp_path: Path) -> None:
     params = json.loads((result.run_dir / "params.json").read_text())
     base_params = json.loads((data.base_run_dir() / "params.json").read_text())
     assert params["base_run"] == str(data.base_run_dir().resolve())
-    assert params["image_size"] == base_params["image_size"] and params["model"] == "default"
+    assert params["image_size"] == base_params["image_size"] and params["model"] == "lesion"
     info = params["finetune"]
     assert info["config"] == dataclasses.replace(config_of(result), base_run=data.base_run_dir()).to_dict()
     assert [p["phase"] for p in info["phases"]] == ["heads", "unfreeze"]
