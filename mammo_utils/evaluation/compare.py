@@ -3,13 +3,14 @@
 Two 95 % CIs that overlap do not say whether one model is better: the models were scored on the *same* patients,
 so the honest comparison resamples patients once per replicate and scores both models on that resample.
 :func:`paired_comparison` does that for density accuracy, quadratic-weighted κ, malignancy ROC AUC and the
-sensitivity at specificity ≥ 0.9 (:func:`weighted_sensitivity_at_specificity`), and reports ``b - a`` with its percentile interval. :func:`with_true_pathology` swaps a synthetic test split's recorded
-(noisy) malignancy labels for the generator's truth, so the same functions score against it;
-:func:`malignancy_cis` gives ROC AUC and the sensitivity at specificity ≥ 0.9 with patient-bootstrap CIs.
-:func:`ablation_table` and :func:`ablation_header` lay out the JSON written by ``benchmarks/ablation.py`` (every
-model, every training seed, paired differences against the lesion model) for the notebooks. No TensorFlow here:
-numpy and pandas on predictions tables (:mod:`mammo_utils.evaluation.predictions`), e.g. two run directories'
-``predictions_test.csv``."""
+sensitivity at specificity ≥ 0.9 (:func:`weighted_sensitivity_at_specificity`), and reports ``b - a`` with its
+percentile interval. :func:`with_true_pathology` swaps a synthetic test split's recorded (noisy) malignancy labels
+for the generator's truth, so the same functions score against it; :func:`malignancy_cis` gives ROC AUC and the
+sensitivity at specificity ≥ 0.9 of one model with patient-bootstrap CIs. :func:`ablation_table` and
+:func:`ablation_header` lay out the JSON written by ``benchmarks/ablation.py`` (every model, every training seed,
+paired differences against the lesion model) for the notebooks. No TensorFlow here: numpy and pandas on
+predictions tables (:mod:`mammo_utils.evaluation.predictions`), e.g. two run directories' ``predictions_test.csv``.
+"""
 
 from __future__ import annotations
 
@@ -309,7 +310,10 @@ def _cell(entry: Mapping[str, Any] | None) -> str:
 def _pointing_cell(entry: Mapping[str, Any] | None) -> str:
     if not entry or not entry.get("n"):
         return "—"
-    return f"{entry['hit_rate']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}] ({entry['hits']}/{entry['n']})"
+    flat = f", {entry['n_flat']} flat" if entry.get("n_flat") else ""  # a map without a peak counts as a miss
+    return (
+        f"{entry['hit_rate']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}] ({entry['hits']}/{entry['n']}{flat})"
+    )
 
 
 def _spread_cell(summary: Mapping[str, Any]) -> str:
@@ -321,7 +325,7 @@ def _spread_cell(summary: Mapping[str, Any]) -> str:
 def _difference(paired: Mapping[str, Any] | None, key: str, first: dict, other: dict) -> str:
     """The paired difference with its CI if saved, else the difference of the point values marked unpaired."""
     entry = (paired or {}).get(key)
-    if entry:
+    if entry and entry.get("difference") is not None and entry.get("ci_low") is not None:
         return f"{entry['difference']:+.3f} [{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}]"
     a, b = first["metrics"].get(key, {}).get("value"), other["metrics"].get(key, {}).get("value")
     return "—" if a is None or b is None else f"{a - b:+.3f} (unpaired)"
@@ -360,9 +364,10 @@ def ablation_table(saved: Mapping[str, Any], reference: str = "lesion") -> pd.Da
     -------
     pandas.DataFrame
         Formatted strings. Rows: costs, the first seed's metrics with 95 % CIs, the pointing game (Wilson CI,
-        hits/images), then :data:`SEED_SUMMARY_METRICS` as mean ± sd over seeds with every seed's value. Columns:
-        one per model, then ``"<reference> − <model>"`` per other model: the paired difference [CI] where saved,
-        else the unpaired difference of point values (of the means for the rows over seeds), a ratio for parameters.
+        hits/images, and how many maps were flat), then :data:`SEED_SUMMARY_METRICS` as mean ± sd over seeds with
+        every seed's value. Columns: one per model, then ``"<reference> − <model>"`` per other model: the paired
+        difference [CI] where saved, else the unpaired difference of point values (of the means for the rows over
+        seeds), a ratio for parameters.
 
     Raises
     ------
@@ -406,9 +411,10 @@ def ablation_header(saved: Mapping[str, Any]) -> str:
     return (
         f"Ablation on synthetic data, held-out synthetic test split, {c['n_test']} test images "
         f"({c['n_test_patients']} patients; patient-level split, seed {c['split_seed']}). Same budget for every "
-        f"model: at most {c['epochs']} epochs (per stage for the lesion model) with early stopping "
-        f"(patience {c['patience']}), batch {c['batch_size']}, {c['n_train']:,} training images; training seeds "
-        f"{', '.join(map(str, c['seeds']))}.{seed_cap} 95 % CIs by patient-level bootstrap ({c['n_boot']} "
+        f"model: at most {c['epochs']} epoch{'s' if c['epochs'] != 1 else ''} (per stage for the lesion model) "
+        f"with early stopping (patience {c['patience']}), batch {c['batch_size']}, {c['n_train']:,} training "
+        f"images; training seeds {', '.join(map(str, c['seeds']))}.{seed_cap} 95 % CIs by patient-level "
+        f"bootstrap ({c['n_boot']} "
         "replicates); the pointing game (map peak within the finding's radius, on the test images recorded as "
         "malignant; lesion map for the lesion model, Grad-CAM of the malignancy head for the others) with a Wilson "
         "interval. Sensitivity at specificity ≥ 0.9: the operating point is chosen on the test scores' own ROC "

@@ -48,7 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mammo_utils.models.lesion import LESION_OUTPUT as _LESION_OUTPUT
+from mammo_utils.models.lesion import DENSITY_FEATURES, LESION_OUTPUT
 from mammo_utils.models.networks import DENSITY_OUTPUT, LAST_CONV_LAYER, MALIGNANCY_OUTPUT, SEED_OUTPUT
 
 __all__ = ["HEADS", "GradCAM", "GradCAMResult"]
@@ -177,12 +177,19 @@ class GradCAM:
             raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
         if len(model.inputs) != 1:
             raise ValueError(f"GradCAM needs a model with one image input, got {len(model.inputs)} inputs")
-        try:
-            conv = model.get_layer(layer_name)
-        except ValueError:
-            raise ValueError(f"model {model.name!r} has no layer named {layer_name!r}") from None
-        if len(conv.output.shape) != 4:
-            raise ValueError(f"layer {layer_name!r} must output (N, h, w, C) feature maps, got {conv.output.shape}")
+        self.layer_names = dict.fromkeys(HEADS, layer_name)
+        if layer_name == LAST_CONV_LAYER and LESION_OUTPUT in model.output_names:
+            self.layer_names[DENSITY_OUTPUT] = DENSITY_FEATURES  # a lesion model's density branch is its own
+        convs = {}
+        for head, name in self.layer_names.items():
+            try:
+                convs[head] = model.get_layer(name)
+            except ValueError:
+                raise ValueError(f"model {model.name!r} has no layer named {name!r}") from None
+            if len(convs[head].output.shape) != 4:
+                raise ValueError(
+                    f"layer {name!r} must output (N, h, w, C) feature maps, got {convs[head].output.shape}"
+                )
         names = list(model.output_names)
         if SEED_OUTPUT in names:
             self.kind = "joint"
@@ -199,10 +206,11 @@ class GradCAM:
         self.score = score
         self.input_shape: tuple[int, int, int] = tuple(int(d) for d in model.inputs[0].shape[1:])  # type: ignore
         self._sources = {name: (layer, activation) for name, (_, layer, activation) in sources.items()}
-        outputs: list[Any] = [conv.output, {name: tensor for name, (tensor, _, _) in sources.items()}]
-        self.has_lesion_map = _LESION_OUTPUT in names
+        features = {head: conv.output for head, conv in convs.items()}
+        outputs: list[Any] = [features, {name: tensor for name, (tensor, _, _) in sources.items()}]
+        self.has_lesion_map = LESION_OUTPUT in names
         if self.has_lesion_map:
-            outputs.append(model.get_layer(_LESION_OUTPUT).output)
+            outputs.append(model.get_layer(LESION_OUTPUT).output)
         self._feature_model = keras.Model(model.inputs, outputs, name=f"{model.name}_gradcam")
         self._functions: dict[tuple[str, ...], Any] = {}
 
@@ -250,8 +258,8 @@ class GradCAM:
         @tf.function(input_signature=signature)
         def run(images: tf.Tensor, density_class: tf.Tensor, malignancy_sign: tf.Tensor) -> dict[str, tf.Tensor]:
             with tf.GradientTape(persistent=len(heads) > 1) as tape:
-                activations, tensors, *lesion = self._feature_model(images, training=False)
-                activations = tf.cast(activations, tf.float32)
+                features, tensors, *lesion = self._feature_model(images, training=False)
+                activations = {head: tf.cast(features[head], tf.float32) for head in heads}
                 density, malignancy, joint = self._head_logits(tensors)
                 chosen = tf.where(density_class < 0, tf.argmax(density, axis=1, output_type=tf.int32), density_class)
                 scores = {}
@@ -259,7 +267,10 @@ class GradCAM:
                     scores[DENSITY_OUTPUT] = tf.reduce_sum(self._density_score(density, chosen))
                 if MALIGNANCY_OUTPUT in heads:
                     scores[MALIGNANCY_OUTPUT] = tf.reduce_sum(malignancy_sign * malignancy)
-            out = {f"cam_{head}": self._cam(activations, tape.gradient(scores[head], activations)) for head in heads}
+            out = {
+                f"cam_{head}": self._cam(activations[head], tape.gradient(scores[head], activations[head]))
+                for head in heads
+            }
             del tape
             out["density_probs"] = tf.nn.softmax(density)
             out["malignancy_prob"] = tf.sigmoid(malignancy)

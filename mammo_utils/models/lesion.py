@@ -14,8 +14,9 @@ density and malignancy stayed at chance).
 
 Outputs ``{"density": (N, 4), "malignancy": (N, 1), "lesion_map": (N, H/16, W/16, 3)}``; the layer named
 :data:`~mammo_utils.models.networks.LAST_CONV_LAYER` is the lesion branch's last feature map, so Grad-CAM works as
-for every other model. Only built-in layers: the malignant channel is picked by a frozen 1 × 1 convolution with
-weights (0, 0, 1), so the ``.keras`` file loads with ``safe_mode=True``.
+for every other model (the density head's Grad-CAM explains :data:`DENSITY_FEATURES`). Only built-in layers: the
+malignant channel is picked by a frozen 1 × 1 convolution with weights (0, 0, 1), so the ``.keras`` file loads with
+``safe_mode=True``.
 
 Training (:mod:`mammo_utils.training.lesion`) uses two sub-models sharing these layers: :func:`patch_model`
 (crop → lesion map) and :func:`density_model` (image → density).
@@ -39,6 +40,7 @@ from mammo_utils.models.networks import (
 
 __all__ = [
     "DEFAULT_LESION_SIZE",
+    "DENSITY_FEATURES",
     "LESION_CLASSES",
     "LESION_OUTPUT",
     "LESION_STRIDE",
@@ -56,6 +58,7 @@ LESION_CLASSES: tuple[str, ...] = ("background", "benign", "malignant")
 LESION_STRIDE = 16  # input pixels per lesion-map cell
 DEFAULT_LESION_SIZE = 320  # default square input: 1.4x the seed's 224, a 20 x 20 lesion map
 LESION_TRUNK = "lesion_trunk"
+DENSITY_FEATURES = "density_features"  # the density branch's last feature map
 FIXED_LAYERS: tuple[str, ...] = ("malignant_channel",)  # never trained: it only picks the malignant channel
 _LESION_DROPOUT = "lesion_dropout"
 _DENSITY_INPUT = "density_pool"
@@ -104,6 +107,7 @@ def _density_branch(inputs: Any, width: int, pool: int, dropout: float, activati
     for stage, multiplier in enumerate((2, 4, 6), start=1):
         x = _separable(x, width * multiplier, 2, activation, f"density_s{stage}_down")
         x = _separable(x, width * multiplier, 1, activation, f"density_s{stage}_res")
+    x = layers.Identity(name=DENSITY_FEATURES)(x)  # what Grad-CAM of the density head explains
     x = layers.GlobalAveragePooling2D(name="density_gap")(x)
     x = layers.Dropout(dropout, name="density_dropout")(x)
     return layers.Dense(4, activation="softmax", name=DENSITY_OUTPUT)(x)

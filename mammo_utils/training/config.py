@@ -98,8 +98,6 @@ class TrainConfig:
         _check_int("image_size", size, MIN_IMAGE_SIZE)
         if self.model == "lesion" and size % LESION_STRIDE:
             raise ValueError(f"the lesion model needs an image_size that is a multiple of {LESION_STRIDE}, got {size}")
-        if self.model == "lesion" and self.strategy is not None:
-            raise ValueError("the lesion model trains in one process for now; pass strategy=None")
         _check_int("patience", self.patience, 0)
         _check_int("seed", self.seed, None)
         if self.steps_per_epoch is not None:
@@ -112,6 +110,8 @@ class TrainConfig:
             raise ValueError(f"verbose must be one of {VERBOSITY}, got {self.verbose!r}")
         if isinstance(self.strategy, str) and self.strategy.lower() != "mirrored":
             raise ValueError(f"strategy must be None, 'mirrored' or a tf.distribute.Strategy; got {self.strategy!r}")
+        if self.model == "lesion" and self.strategy is not None:
+            raise ValueError("the lesion model trains in one process for now; pass strategy=None")
         if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
             raise ValueError(f"model_kwargs must be a dict or None, got {type(self.model_kwargs).__name__}")
 

@@ -283,7 +283,9 @@ def _fit_lesions(network: keras.Model, run: LesionRun, callbacks: list[Any]) -> 
 
 def _density_data(run: LesionRun, rows: pd.DataFrame, training: bool) -> Any:
     """The image pipeline of :mod:`mammo_utils.training.pipeline` (augmentation, class balance), density only."""
-    ds = make_dataset(run.cached, rows, "multitask", run.batch_size, training=training, seed=run.seed, balance=run.balance)
+    ds = make_dataset(
+        run.cached, rows, "multitask", run.batch_size, training=training, seed=run.seed, balance=run.balance
+    )
 
     def density_only(x: Any, y: Any, *weights: Any) -> Any:
         return (x, y[DENSITY_OUTPUT], weights[0][DENSITY_OUTPUT]) if weights else (x, y[DENSITY_OUTPUT])

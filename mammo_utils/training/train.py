@@ -353,9 +353,8 @@ def train(
     extra_params : dict, optional
         Merged into ``params.json`` (e.g. the parent run of a fine-tuned model).
     findings : pandas.DataFrame, optional
-        The findings table of the manifest's images (:mod:`mammo_utils.datasets.findings`), used by the lesion
-        model: crops of the training images' findings teach its lesion map. Without it (or for images without
-        findings) the lesion model learns from image labels only. Other models ignore it.
+        The findings table (:mod:`mammo_utils.datasets.findings`): crops of the training images' findings teach
+        the lesion model its map; without findings it learns from image labels only. Other models ignore it.
 
     Returns
     -------

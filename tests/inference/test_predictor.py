@@ -102,7 +102,7 @@ def test_predict_dicom_gives_a_complete_prediction(predictor: Predictor, dicom: 
     assert (p.laterality, p.view, p.flipped, p.source_format) == ("L", "CC", False, "dicom")
     assert set(p.timings) == set(STAGES) and all(v > 0 for v in p.timings.values())
     assert p.timings["total"] >= p.timings["decode"] + p.timings["standardize"] + p.timings["model_gradcam"]
-    assert p.model_version == f"{trained_run_dir().name}/default"
+    assert p.model_version == f"{trained_run_dir().name}/lesion"
     assert max(p.thumbnail.shape) <= 384 and p.joint_probs is None
     record = json.loads(json.dumps(p.to_record()))
     assert record["density_letter"] == p.density_letter and record["call"] == p.call
@@ -198,14 +198,14 @@ def test_calibration_and_threshold_come_from_metrics_json(tmp_path: Path, dicom:
     assert p.malignancy_prob == pytest.approx(1 / (1 + math.exp(-logit / 2.5)), abs=1e-4)
     assert p.threshold == pytest.approx(1 / (1 + math.exp(-math.log(0.3 / 0.7) / 2.5)), abs=1e-9)
     assert p.malignant == (p.malignancy_prob_raw >= 0.3) == (p.malignancy_prob >= p.threshold)
-    assert p.model_version == f"{run.name}/default"
+    assert p.model_version == f"{run.name}/lesion"
 
 
 def test_without_a_temperature_probabilities_are_raw(tmp_path: Path, dicom: Path, probe: Predictor):
     metrics = {"calibration": {"malignancy": {"temperature": None}}}  # NaN when the fit was impossible
     plain = Predictor.from_path(_copy_run(tmp_path, metrics) / "model.keras", warmup=False)
     assert not plain.calibrated and plain.temperature is None and plain.threshold == 0.5
-    assert "uncalibrated" in plain.describe() and plain.version.endswith("/default")
+    assert "uncalibrated" in plain.describe() and plain.version.endswith("/lesion")
     p = probe.predict(dicom)  # an uncalibrated Predictor reports the model's own probability
     assert not p.calibrated and p.temperature is None and p.threshold == 0.5
     assert p.malignancy_prob == p.malignancy_prob_raw and p.malignant == (p.malignancy_prob_raw >= 0.5)

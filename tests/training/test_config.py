@@ -51,7 +51,7 @@ def test_config_is_frozen_and_replaceable() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"model": "resnet"}, "unknown model 'resnet'; choose one of default, seed, transfer"),
+        ({"model": "resnet"}, "unknown model 'resnet'; choose one of lesion, whole_image, seed, transfer"),
         ({"epochs": 0}, "epochs must be at least 1, got 0"),
         ({"epochs": 2.5}, "epochs must be an integer, got 2.5"),
         ({"epochs": True}, "epochs must be an integer"),
