@@ -21,8 +21,9 @@ Usage::
         [--patience 5] [--batch-size 32] [--max-train N] [--seed-max-train 800] [--n-boot 1000] [--out DIR] [--fast]
 
 Expect an hour or more for the two default models and three seeds on 2 CPU cores (early stopping decides); the
-seed model adds ~15 minutes per epoch at 800 images. ``--fast``: the fast synthetic set, one seed, one epoch, 200 bootstrap replicates (minutes),
-written to ``models/benchmarks/ablation_fast.json`` so that a smoke run never replaces the real results.
+seed model adds ~15 minutes per epoch at 800 images. ``--fast``: the fast synthetic set, one seed, one epoch, 200
+bootstrap replicates (minutes), written to ``models/benchmarks/ablation_fast.json`` so that a smoke run never
+replaces the real results.
 """
 
 from __future__ import annotations

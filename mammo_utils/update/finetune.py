@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 
 from mammo_utils.evaluation.run import read_split
@@ -209,19 +210,43 @@ def _train_phases(
                 "phase": phase,
                 "epochs_trained": result.params["epochs_trained"],
                 "learning_rate": lr,
-                "best_val_loss": float(result.params["best_val_loss"]),
+                "best_val_loss": _number(result.params.get("best_val_loss")),
+                "best_val_malignancy_auc": _number(result.params.get("best_val_malignancy_auc")),
                 "trainable_params": result.params["n_params"]["trainable"],
             }
         )
     return histories, phases
 
 
+def _number(value: Any) -> float | None:
+    """A finite float, or None (a missing or NaN score)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def _phase_loss(entry: dict[str, Any]) -> float:
+    """Lower is better: the validation loss, else minus the validation malignancy AUC, else +inf."""
+    if entry.get("best_val_loss") is not None:
+        return float(entry["best_val_loss"])
+    if entry.get("best_val_malignancy_auc") is not None:
+        return -float(entry["best_val_malignancy_auc"])
+    return float("inf")
+
+
 def _keep_best_phase(
     folder: Path, histories: list[pd.DataFrame], phases: list[dict[str, Any]], info: dict[str, Any], model: str
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Make the phase with the lowest validation loss the candidate; write the joint history and ``params.json``."""
-    best = {entry["phase"]: entry["best_val_loss"] for entry in phases}
+    """Make the phase with the best validation score the candidate; write the joint history and ``params.json``.
+
+    The score is the lowest validation loss, or for a lesion model (staged training, no single validation loss) the
+    highest validation malignancy AUC.
+    """
+    best = {entry["phase"]: _phase_loss(entry) for entry in phases}
     kept = min(best, key=lambda phase: (best[phase], PHASES.index(phase)))
+    chosen = next(entry for entry in phases if entry["phase"] == kept)
     shutil.copyfile(folder / f"model_{kept}.keras", folder / "model.keras")
     history = pd.concat(histories, ignore_index=True)
     history["epoch"] = range(len(history))
@@ -231,7 +256,8 @@ def _keep_best_phase(
         {
             "model": model,
             "epochs_trained": len(history),
-            "best_val_loss": best[kept],
+            "best_val_loss": chosen["best_val_loss"],
+            "best_val_malignancy_auc": chosen["best_val_malignancy_auc"],
             "finetune_phase": kept,
             "finetune": info | {"phases": phases, "kept_phase": kept},
         }
