@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := 01_data 02_train 03_evaluate 04_predict_widget 05_update_model
 FAST ?= 0
-PAPERMILL_FLAGS := $(if $(filter 1 true True,$(FAST)),-p fast True,)
+# always pass `fast`: papermill keeps an earlier run's injected parameters cell when given no parameters
+PAPERMILL_FLAGS := -p fast $(if $(filter 1 true True,$(FAST)),True,False)
 
 .PHONY: run test lint app venv system-deps clean help
 
