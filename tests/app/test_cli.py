@@ -52,6 +52,8 @@ def test_json_output_and_one_error_line_per_unreadable_file(
     assert code == EXIT_UNREADABLE
     [record] = json.loads(out)
     assert record["source"] == str(sample_dicom_paths[4]) and record["density_letter"] in "abcd"
+    assert isinstance(record["regions"], list)  # the lesion map's top regions, boxes in original pixels
+    assert all(set(r) == {"probability", "box_model", "box_original"} for r in record["regions"])
     assert set(record) >= {
         "p_density_a",
         "p_density_d",

@@ -83,6 +83,7 @@ def test_render_html_of_a_result_and_of_an_error(predictor: Predictor, files: di
     assert f"BI-RADS density: <b>{p.density_letter}</b>" in page and f"<b>{p.malignancy_prob:.3f}</b>" in page
     assert page.count('class="mammo-bar"') == 4 and page.count("data:image/png;base64,") == 4
     assert p.call in page and p.model_version in page
+    assert "lesion map (malignant probability; boxes: top regions)" in page and "Grad-CAM density" in page
     error = widget.render_html(bad)
     assert 'class="mammo-error"' in error and "mammo-result" not in error
     assert "<b>evil</b>" not in error and "&lt;b&gt;evil&lt;/b&gt;.dcm" in error and "Traceback" not in error

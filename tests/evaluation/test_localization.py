@@ -202,3 +202,14 @@ def test_a_flat_map_has_no_peak_and_counts_as_a_miss():
     )
     assert result.summary["n_flat"] == 1 and result.summary["hits"] == 1
     assert "1 flat map(s) without a peak count as misses" in result.describe()
+
+
+def test_the_pointing_game_allows_no_margin():
+    records = pd.DataFrame(
+        [{"finding_y": 100.0, "finding_x": 50.0, "finding_radius": 5.0, "crop_top": 0, "crop_left": 0,
+          "crop_bottom": 224, "crop_right": 224, "flipped": False, "content_height": 224, "content_width": 224}]
+    )
+    near = _bump(100, 50 + 5 + 4)  # outside the radius, inside radius + the default margin
+    assert gradcam_localization([near], records).summary["hits"] == 1
+    assert pointing_game([near], records).summary["hits"] == 0
+    assert pointing_game([_bump(100, 52)], records).summary["hits"] == 1

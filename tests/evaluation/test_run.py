@@ -11,8 +11,17 @@ import pytest
 
 from mammo_utils.datasets.splits import split_by_patient
 from mammo_utils.datasets.synthetic import generate_synthetic
-from mammo_utils.evaluation.localization import gradcam_localization
-from mammo_utils.evaluation.run import METRICS_FILE, evaluate_run, gradcam_cached, read_split
+from mammo_utils.evaluation.localization import gradcam_localization, pointing_game
+from mammo_utils.evaluation.run import (
+    METRICS_FILE,
+    evaluate_run,
+    finding_maps,
+    gradcam_cached,
+    lesion_maps_cached,
+    read_split,
+)
+from mammo_utils.inference.gradcam import GradCAM
+from mammo_utils.models.networks import build_whole_image_model
 from mammo_utils.evaluation.tables import HEADLINE_METRICS, metric_entry
 from mammo_utils.training.config import TrainConfig
 from mammo_utils.training.runs import RunResult
@@ -77,3 +86,20 @@ def test_gradcam_cached_maps_the_test_images_with_their_findings(run: RunResult)
     assert found.summary["n"] == 3 and set(found.table["hit"]) <= {True, False}
     with pytest.raises(ValueError, match="at least one"):
         gradcam_cached(evaluation.run.model, evaluation.cached, rows.head(0))
+
+
+def test_finding_maps_of_a_lesion_model_are_its_own_probability_maps(run: RunResult) -> None:
+    evaluation = evaluate_run(run.run_dir, n_boot=10, seed=0)
+    rows = evaluation.test.head(3)
+    maps = finding_maps(evaluation.run.model, evaluation.cached, rows)
+    assert maps.kind == "lesion_map" and maps.cams.shape == (3, 64, 64)
+    grids = GradCAM(evaluation.run.model)(maps.images).lesion_grids
+    assert grids is not None
+    for lesion, grid, height in zip(maps.cams, grids, maps.records["content_height"], strict=True):
+        top = (64 - int(height)) // 2
+        assert not lesion[:top].any() and lesion.max() <= grid.max() + 1e-5  # probabilities, not rescaled
+    assert pointing_game(maps.cams, maps.records).summary["margin"] == 0.0
+    whole = build_whole_image_model((64, 64, 1), width=4)
+    assert finding_maps(whole, evaluation.cached, rows).kind == "gradcam"
+    with pytest.raises(ValueError, match="no lesion map"):
+        lesion_maps_cached(whole, evaluation.cached, rows)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mammo_utils.inference.prediction import STAGES, BatchResult, Prediction
+from mammo_utils.inference.regions import LesionRegion
 
 
 def _prediction(source: str = "case.dcm", malignant: bool = True) -> Prediction:
@@ -76,3 +77,12 @@ def test_batch_result_frame_has_predictions_then_errors():
     assert frame["source"].tolist() == ["a.dcm", "b.png", "c.jpg"]
     assert frame["error"].isna().tolist() == [True, True, False]
     assert frame["call"].tolist()[:2] == ["malignant", "benign"]
+
+
+def test_lesion_map_and_regions_travel_with_the_record():
+    region = LesionRegion(0.9, (0.0, 0.0, 4.0, 4.0), (10.0, 20.0, 40.0, 50.0))
+    p = replace(_prediction(), lesion_map=np.full((8, 8), 0.5, np.float32), regions=(region,))
+    assert p.to_record()["regions"] == [region.to_record()] and _prediction().to_record()["regions"] == []
+    assert p.without_arrays().lesion_map is None and p.without_arrays().regions == (region,)
+    frame = BatchResult(predictions=[p, _prediction("plain.dcm")]).to_frame()
+    assert [json.loads(cell) for cell in frame["regions"]] == [[region.to_record()], []]  # JSON text in a CSV cell

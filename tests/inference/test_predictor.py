@@ -96,6 +96,13 @@ def test_predict_dicom_gives_a_complete_prediction(predictor: Predictor, dicom: 
         outside = np.ones(cam.shape, bool)
         outside[top : top + h, :w] = False
         assert not cam[outside].any(), "Grad-CAM is masked to the breast content"
+    lesion = p.lesion_map  # the default lesion model's own map: malignant probability, on the image's grid
+    assert lesion is not None and lesion.shape == p.image.shape and lesion.min() >= 0.0 and lesion.max() <= 1.0
+    assert not lesion[outside].any() and lesion.max() <= p.malignancy_prob_raw + 1e-4
+    for region in p.regions:
+        top_, left_, bottom_, right_ = region.box_original
+        assert 0 <= top_ < bottom_ <= p.original_shape[0] and 0 <= left_ < right_ <= p.original_shape[1]
+    assert [r.probability for r in p.regions] == sorted((r.probability for r in p.regions), reverse=True)
     rows, cols = p.original_shape
     t, left, b, r = p.crop_box
     assert 0 <= t < b <= rows and 0 <= left < r <= cols
