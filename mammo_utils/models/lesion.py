@@ -36,6 +36,7 @@ from mammo_utils.models.networks import (
     INPUT_NAME,
     LAST_CONV_LAYER,
     MALIGNANCY_OUTPUT,
+    separable_unit,
 )
 
 __all__ = [
@@ -70,30 +71,16 @@ def _conv(x: Any, filters: int, strides: int, activation: str, name: str) -> Any
     return layers.Activation(activation, name=f"{name}_act")(x)
 
 
-def _separable(x: Any, filters: int, strides: int, activation: str, name: str) -> Any:
-    """Depthwise 3×3 → BN → act → pointwise 1×1 → BN → act, residual when the shapes allow."""
-    shortcut = x
-    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
-    x = layers.Activation(activation, name=f"{name}_dw_act")(x)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_pw_bn")(x)
-    x = layers.Activation(activation, name=f"{name}_pw_act")(x)
-    if strides == 1 and shortcut.shape[-1] == filters:
-        x = layers.Add(name=f"{name}_add")([shortcut, x])
-    return x
-
-
 def _lesion_trunk(width: int, activation: str) -> keras.Model:
     """Stride-16 fully convolutional trunk, any input size (a nested model, so crops and whole images share it)."""
     inputs = keras.Input(shape=(None, None, 1), name="lesion_input")
     x = _conv(inputs, width, 2, activation, "lesion_stem")  # 1/2
     x = _conv(x, 2 * width, 2, activation, "lesion_s1")  # 1/4
-    x = _separable(x, 2 * width, 1, activation, "lesion_s1_res")
+    x = separable_unit(x, 2 * width, 1, activation, "lesion_s1_res")
     for stage, multiplier in ((2, 4), (3, 8)):  # 1/8, 1/16
-        x = _separable(x, width * multiplier, 2, activation, f"lesion_s{stage}_down")
-        x = _separable(x, width * multiplier, 1, activation, f"lesion_s{stage}_res")
-    x = _separable(x, width * 8, 1, activation, "lesion_s4_res")
+        x = separable_unit(x, width * multiplier, 2, activation, f"lesion_s{stage}_down")
+        x = separable_unit(x, width * multiplier, 1, activation, f"lesion_s{stage}_res")
+    x = separable_unit(x, width * 8, 1, activation, "lesion_s4_res")
     x = layers.Conv2D(width * 8, 1, use_bias=False, name="lesion_top_conv")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="lesion_top_bn")(x)
     x = layers.Activation(activation, name="lesion_top_act")(x)
@@ -105,8 +92,8 @@ def _density_branch(inputs: Any, width: int, pool: int, dropout: float, activati
     x = layers.AveragePooling2D(pool, name=_DENSITY_INPUT)(inputs) if pool > 1 else inputs
     x = _conv(x, width, 2, activation, "density_stem")
     for stage, multiplier in enumerate((2, 4, 6), start=1):
-        x = _separable(x, width * multiplier, 2, activation, f"density_s{stage}_down")
-        x = _separable(x, width * multiplier, 1, activation, f"density_s{stage}_res")
+        x = separable_unit(x, width * multiplier, 2, activation, f"density_s{stage}_down")
+        x = separable_unit(x, width * multiplier, 1, activation, f"density_s{stage}_res")
     x = layers.Identity(name=DENSITY_FEATURES)(x)  # what Grad-CAM of the density head explains
     x = layers.GlobalAveragePooling2D(name="density_gap")(x)
     x = layers.Dropout(dropout, name="density_dropout")(x)

@@ -119,9 +119,13 @@ def compile_seed(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model
     return model
 
 
-# ------------------------------------------------------------------------------------------ the default model
-def _separable_unit(x: Any, filters: int, strides: int, activation: str, name: str) -> Any:
-    """Depthwise 3×3 → BN → act → pointwise 1×1 → BN → act, with a residual add when shapes allow."""
+# ------------------------------------------------------------------------------------- the whole-image model
+def separable_unit(x: Any, filters: int, strides: int, activation: str, name: str) -> Any:
+    """Depthwise 3×3 → BN → act → pointwise 1×1 → BN → act, with a residual add when shapes allow.
+
+    The building block of the whole-image model and of the lesion model (:mod:`mammo_utils.models.lesion`); its
+    layers are named ``<name>_dw``, ``_dw_bn``, ``_dw_act``, ``_pw``, ``_pw_bn``, ``_pw_act`` (and ``_add``).
+    """
     shortcut = x
     x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
@@ -171,8 +175,8 @@ def build_whole_image_model(
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.Activation(activation, name="stem_act")(x)
     for stage, multiplier in enumerate((2, 4, 8, 12), start=1):
-        x = _separable_unit(x, width * multiplier, 2, activation, f"stage{stage}_down")
-        x = _separable_unit(x, width * multiplier, 1, activation, f"stage{stage}_res")
+        x = separable_unit(x, width * multiplier, 2, activation, f"stage{stage}_down")
+        x = separable_unit(x, width * multiplier, 1, activation, f"stage{stage}_res")
     x = layers.Conv2D(width * 16, 1, use_bias=False, name=f"{LAST_CONV_LAYER}_conv")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{LAST_CONV_LAYER}_bn")(x)
     x = layers.Activation(activation, name=LAST_CONV_LAYER)(x)

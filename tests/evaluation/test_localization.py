@@ -19,6 +19,7 @@ from mammo_utils.evaluation.localization import (
     finding_circles,
     finding_in_model,
     gradcam_localization,
+    pointing_game,
     score_map,
     wilson_interval,
 )
@@ -206,8 +207,20 @@ def test_a_flat_map_has_no_peak_and_counts_as_a_miss():
 
 def test_the_pointing_game_allows_no_margin():
     records = pd.DataFrame(
-        [{"finding_y": 100.0, "finding_x": 50.0, "finding_radius": 5.0, "crop_top": 0, "crop_left": 0,
-          "crop_bottom": 224, "crop_right": 224, "flipped": False, "content_height": 224, "content_width": 224}]
+        [
+            {
+                "finding_y": 100.0,
+                "finding_x": 50.0,
+                "finding_radius": 5.0,
+                "crop_top": 0,
+                "crop_left": 0,
+                "crop_bottom": 224,
+                "crop_right": 224,
+                "flipped": False,
+                "content_height": 224,
+                "content_width": 224,
+            }
+        ]
     )
     near = _bump(100, 50 + 5 + 4)  # outside the radius, inside radius + the default margin
     assert gradcam_localization([near], records).summary["hits"] == 1

@@ -20,9 +20,9 @@ from mammo_utils.evaluation.run import (
     lesion_maps_cached,
     read_split,
 )
+from mammo_utils.evaluation.tables import HEADLINE_METRICS, metric_entry
 from mammo_utils.inference.gradcam import GradCAM
 from mammo_utils.models.networks import build_whole_image_model
-from mammo_utils.evaluation.tables import HEADLINE_METRICS, metric_entry
 from mammo_utils.training.config import TrainConfig
 from mammo_utils.training.runs import RunResult
 from mammo_utils.training.train import train

@@ -207,21 +207,15 @@ def test_default_config_is_the_documented_defaults() -> None:
     assert TrainConfig() == TrainConfig(model="lesion", epochs=30, batch_size=32, image_size=320, seed=42)
 
 
+def _lesion_config(run_dir: Path) -> TrainConfig:
+    return TrainConfig(model="lesion", **SETTINGS, fast=True, run_dir=run_dir, point_latest=False)
+
+
 def test_the_lesion_model_trains_from_the_findings_table(manifest: pd.DataFrame, tmp_path: Path) -> None:
     from mammo_utils.datasets.findings import findings_from_synthetic
     from mammo_utils.models.lesion import is_lesion_model
 
-    config = TrainConfig(
-        model="lesion",
-        fast=True,
-        epochs=1,
-        batch_size=8,
-        image_size=64,
-        seed=7,
-        verbose=0,
-        run_dir=tmp_path / "lesion",
-        point_latest=False,
-    )
+    config = _lesion_config(tmp_path / "lesion")
     result = train.train(manifest, config, findings=findings_from_synthetic(manifest))
     history = pd.read_csv(result.run_dir / "history.csv")
     assert {"epoch", "lesion_loss", "val_malignancy_auc", "density_loss", "val_density_loss"} <= set(history.columns)
@@ -230,16 +224,6 @@ def test_the_lesion_model_trains_from_the_findings_table(manifest: pd.DataFrame,
 
 
 def test_the_lesion_model_trains_on_image_labels_without_findings(manifest: pd.DataFrame, tmp_path: Path) -> None:
-    config = TrainConfig(
-        model="lesion",
-        fast=True,
-        epochs=1,
-        batch_size=8,
-        image_size=64,
-        seed=7,
-        verbose=0,
-        run_dir=tmp_path / "labels",
-        point_latest=False,
-    )
+    config = _lesion_config(tmp_path / "labels")
     history = train.train(manifest, config).history
     assert "image_loss" in history.columns and "lesion_loss" not in history.columns
