@@ -98,7 +98,7 @@ class Localization:
             return f"no image with a finding to score ({s['n_skipped']} skipped)"
         flat = f"; {s['n_flat']} flat map(s) without a peak count as misses" if s["n_flat"] else ""
         return (
-            f"Grad-CAM peak within the finding (radius + {s['margin']:.3g} px): {s['hits']} of {s['n']} images, "
+            f"map peak within the finding (radius + {s['margin']:.3g} px): {s['hits']} of {s['n']} images, "
             f"hit rate {s['hit_rate']:.2f} ({100 * s['level']:.0f} % Wilson CI {s['ci_low']:.2f}-{s['ci_high']:.2f}); "
             f"median share of the map's mass in that disc {s['median_mass_share']:.2f} vs "
             f"{s['median_area_share']:.2f} for a map spread evenly over the breast{flat}"
