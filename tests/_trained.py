@@ -60,3 +60,23 @@ def trained_run_dir() -> Path:
 def trained_predictor() -> Predictor:
     """A :class:`Predictor` of :func:`trained_run_dir` (loaded and warmed up once)."""
     return Predictor.from_run(trained_run_dir())
+
+
+@lru_cache(maxsize=1)
+def whole_image_run_dir() -> Path:
+    """A whole-image run of one fast epoch on the same 64 synthetic images (for tests that refit its Dense heads)."""
+    from mammo_utils import paths
+    from mammo_utils.datasets.splits import split_by_patient
+    from mammo_utils.datasets.synthetic import generate_synthetic
+    from mammo_utils.training.config import TrainConfig
+    from mammo_utils.training.train import train
+
+    folder = paths.models_dir() / "runs" / "whole_image_for_tests"
+    if (folder / "model.keras").is_file():
+        return folder
+    images = generate_synthetic(paths.data_dir() / "synthetic_predict_tests", n=64, seed=42)
+    manifest = split_by_patient(images, seed=42)
+    config = TrainConfig(
+        model="whole_image", fast=True, epochs=1, batch_size=16, seed=42, verbose=0, run_dir=folder, point_latest=False
+    )
+    return train(manifest, config).run_dir

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _trained import trained_run_dir
+from _trained import trained_run_dir, whole_image_run_dir
 
 from mammo_utils.training.runs import RunResult, load_run
 
@@ -18,39 +18,13 @@ def run_dir() -> Path:
     return trained_run_dir()
 
 
-def whole_image_run_dir(parent: Path) -> Path:
-    """A tiny whole-image run (one step) in ``parent``, to check that its model is compiled when loaded."""
-    from mammo_utils.datasets.splits import split_by_patient
-    from mammo_utils.datasets.synthetic import generate_synthetic
-    from mammo_utils.training.config import TrainConfig
-    from mammo_utils.training.train import train
-
-    folder = parent / "whole_image_for_test_runs"
-    if not (folder / "model.keras").is_file():
-        manifest = split_by_patient(generate_synthetic(parent / "synthetic_runs_test", n=16, seed=3, workers=1), seed=3)
-        config = TrainConfig(
-            model="whole_image",
-            fast=True,
-            epochs=1,
-            batch_size=8,
-            image_size=32,
-            seed=3,
-            learning_rate=2e-3,
-            verbose=0,
-            run_dir=folder,
-            point_latest=False,
-        )
-        train(manifest, config)
-    return folder
-
-
 def test_load_run_reads_the_model_history_and_params(run_dir: Path) -> None:
     run = load_run(run_dir)
     assert isinstance(run, RunResult) and run.run_dir == run_dir
     assert run.params == json.loads((run_dir / "params.json").read_text())
     pd.testing.assert_frame_equal(run.history, pd.read_csv(run_dir / "history.csv"))
     assert run.params["model"] == "lesion" and not run.model.compiled  # trains in stages on its own sub-models
-    whole = load_run(whole_image_run_dir(run_dir.parent))
+    whole = load_run(whole_image_run_dir())
     assert whole.model.optimizer is not None  # compiled afresh: ready to fine-tune or evaluate
     assert float(whole.model.optimizer.learning_rate) == pytest.approx(whole.params["learning_rate"])
     bare = load_run(run_dir, compile=False)

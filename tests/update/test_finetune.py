@@ -191,7 +191,10 @@ def test_finetune_config_refuses_bad_values(changes: dict, message: str) -> None
 
 
 def _weights(model: keras.Model, layer_names: list[str]) -> dict[str, list[np.ndarray]]:
-    return {name: [np.array(w) for w in model.get_layer(name).get_weights()] for name in layer_names}
+    """Weights by layer name, also of the layers inside a nested backbone (a lesion model's trunk)."""
+    layers = {layer.name: layer for layer in ft.backbone_layers(model)}
+    found = {name: layers.get(name) or model.get_layer(name) for name in layer_names}
+    return {name: [np.array(w) for w in layer.get_weights()] for name, layer in found.items()}
 
 
 def test_heads_phase_leaves_the_backbone_bit_identical() -> None:

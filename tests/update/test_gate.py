@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from _trained import whole_image_run_dir
 from sklearn.linear_model import LogisticRegression
 
 from mammo_utils.models.networks import load_model
@@ -150,8 +151,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {
         "held_out": candidate.split,
         "candidate": candidate.run_dir,
-        "better": _refitted(data.base_run_dir(), candidate.split, folder / "better"),
-        "worse": _zeroed(data.base_run_dir(), folder / "worse"),
+        # refitting Dense heads needs the whole-image model (the lesion model's malignancy is a map's maximum)
+        "better": _refitted(whole_image_run_dir(), candidate.split, folder / "better"),
+        "worse": _zeroed(whole_image_run_dir(), folder / "worse"),
     }
 
 
