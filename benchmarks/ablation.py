@@ -1,9 +1,9 @@
 """The ablation: the lesion model vs the whole-image model (and, opt-in, the seed model), same split and budget.
 
 Data: the 2,000-image synthetic set (``--fast``: the 200-image one), split by patient with seed 42 (the notebooks'
-split). Every model gets the same budget: at most ``--epochs`` epochs (per stage for the lesion model) with early
-stopping (``--patience``), ``--batch-size``, the same training images (``--max-train``, default all). The seed
-model (201.9 M parameters) trains at about 1 image/s on this CPU, so it is opt-in (``--models
+split). Every model gets the same budget: at most ``--epochs`` epochs with early stopping (``--patience``),
+``--batch-size``, ``--learning-rate`` (the notebooks' defaults), the same training images (``--max-train``, default
+all). The seed model (201.9 M parameters) trains at about 1 image/s on this CPU, so it is opt-in (``--models
 lesion,whole_image,seed``) and its training images are capped by ``--seed-max-train`` (whole patients).
 
 Each (model, training seed) run trains and is evaluated in its own subprocess (so peak memory is its own), with
@@ -17,10 +17,11 @@ runs (the same test images). Prints one table and writes ``models/benchmarks/abl
 
 Usage::
 
-    .venv/bin/python benchmarks/ablation.py [--models lesion,whole_image[,seed]] [--seeds 42,43,44] [--epochs 30]
-        [--patience 5] [--batch-size 32] [--max-train N] [--seed-max-train 800] [--n-boot 1000] [--out DIR] [--fast]
+    .venv/bin/python benchmarks/ablation.py [--models lesion,whole_image[,seed]] [--seeds 42,43,44] [--epochs 16]
+        [--patience 5] [--batch-size 16] [--learning-rate 2e-3]
+        [--max-train N] [--seed-max-train 800] [--n-boot 1000] [--out DIR] [--fast]
 
-Expect an hour or more for the two default models and three seeds on 2 CPU cores (early stopping decides); the
+Expect about two hours for the two default models and three seeds on 2 CPU cores (early stopping decides); the
 seed model adds ~15 minutes per epoch at 800 images. ``--fast``: the fast synthetic set, one seed, one epoch, 200
 bootstrap replicates (minutes), written to ``models/benchmarks/ablation_fast.json`` so that a smoke run never
 replaces the real results.
@@ -124,6 +125,7 @@ def _worker(args: argparse.Namespace) -> None:
         model=args.worker,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
         seed=args.seed,
         run_dir=Path(args.out) / f"{args.worker}_seed{args.seed}",
         patience=args.patience,
@@ -154,7 +156,8 @@ def _worker(args: argparse.Namespace) -> None:
 def _run_worker(model: str, seed: int, manifest: Path, out: Path, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--worker", model, "--manifest", str(manifest), "--out", str(out)]
     command += ["--seeds", str(seed), "--epochs", str(args.epochs), "--patience", str(args.patience)]
-    command += ["--batch-size", str(args.batch_size), "--n-boot", str(args.n_boot)]
+    command += ["--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate)]
+    command += ["--n-boot", str(args.n_boot)]
     print(f"training and evaluating {model}, seed {seed} ...", file=sys.stderr, flush=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
@@ -214,6 +217,7 @@ def _config(args: argparse.Namespace, models: list[str], seeds: list[int], manif
         "epochs": args.epochs,
         "patience": args.patience,
         "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
         "max_train": args.max_train,
         "seed_max_train": args.seed_max_train,
         "n_train": int((manifest["split"] == "train").sum()),
@@ -244,9 +248,10 @@ def _parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="lesion,whole_image", help="comma-separated: lesion, whole_image, seed")
     parser.add_argument("--seeds", default="42,43,44", help="comma-separated training seeds")
-    parser.add_argument("--epochs", type=int, default=30, help="most epochs (per stage for the lesion model)")
+    parser.add_argument("--epochs", type=int, default=16, help="most epochs (as in 02_train)")
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience, in epochs")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per step (crops per step for lesion)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per step (as in 02_train)")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's initial learning rate (02_train's)")
     parser.add_argument("--max-train", type=int, default=None, help="training images (whole patients); default all")
     parser.add_argument("--seed-max-train", type=int, default=800, help="training images of the seed model")
     parser.add_argument("--n-boot", type=int, default=1000, help="patient-level bootstrap replicates")

@@ -81,8 +81,8 @@ class GradCAMResult:
         float32 ``(N, 4)`` and ``(N,)``: ``softmax(density_logits) = density_probs`` and
         ``sigmoid(malignancy_logit) = malignancy_prob`` (for temperature scaling without a lossy inverse).
     lesion_grids : np.ndarray or None
-        float32 ``(N, h, w)``: a lesion model's own map, the malignant probability per cell (its maximum is
-        ``malignancy_prob``); None for models without a ``lesion_map`` output.
+        float32 ``(N, h, w)``: a lesion model's own map, the probability per cell that it holds a malignant finding
+        (finding probability × the cell's malignancy); None for models without a ``lesion_map`` output.
     """
 
     cams: dict[str, np.ndarray]

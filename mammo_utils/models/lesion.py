@@ -1,25 +1,30 @@
-"""The lesion-supervised default model: a fully convolutional lesion map, pooled to the image's malignancy.
+"""The lesion-supervised default model: where the finding is, what it is, pooled to the image's malignancy.
 
-The field's way (Shen et al. 2019, "end2end-all-conv"): a patch classifier learns what a finding looks like from
-finding-centred and background crops; being fully convolutional, the same network then slides over the whole
-standardized breast and gives a **lesion map**, one 3-way softmax (background / benign / malignant finding) per
-cell of a grid at 1/16 of the input (20 × 20 at the default 320 × 320 input, one cell per 16 input pixels).
-The image's malignancy probability is the map's highest malignant probability (global max pooling of its
-malignant channel), so the score points at one place: the cell that drove it.
+The field's way (Shen et al. 2019; GMIC, Shen et al. 2021): a fully convolutional lesion trunk turns the
+standardized breast into a grid of cells at 1/16 of the input (20 × 20 at the default 320 × 320, one cell per 16
+input pixels), and two 1 × 1 heads read every cell:
+
+* **where**: a finding logit per cell. Its sigmoid is the cell's finding probability; its softmax over all cells
+  is the **attention** (where the model looks, summing to 1 over the image);
+* **what**: the cell's malignant probability, were a finding there.
+
+The image's malignancy probability is the attention-weighted mean of the cells' malignant probabilities, so the
+score comes from the place the model found (GMIC's retrieve-then-classify, in one pass and built-in layers only).
+The **lesion map** output has per cell (background, benign, malignant) = (1 − f, f·(1 − m), f·m), with f the
+finding and m the malignant probability. Trained on whole images (:mod:`mammo_utils.training.lesion`): attention and
+finding probability against the findings table, the cells' malignancy against their finding's pathology, the image
+score and density against image labels; images without findings train on image labels only.
 
 Density is a whole-breast property and has its own small branch: the input averaged down 2× (160 × 160), a stem
-and three separable stages, global average pooling, a 4-way softmax. It shares no weights with the lesion branch, so the
-density loss cannot crowd out the lesion loss (the whole-image model's problem: its summed loss was dominated by
-density and malignancy stayed at chance).
+and three separable stages, global average pooling, a 4-way softmax. It shares no weights with the lesion branch, so
+the density loss cannot crowd out the lesion losses (the whole-image model's problem: its summed loss was dominated
+by density and malignancy stayed at chance).
 
 Outputs ``{"density": (N, 4), "malignancy": (N, 1), "lesion_map": (N, H/16, W/16, 3)}``; the layer named
 :data:`~mammo_utils.models.networks.LAST_CONV_LAYER` is the lesion branch's last feature map, so Grad-CAM works as
-for every other model (the density head's Grad-CAM explains :data:`DENSITY_FEATURES`). Only built-in layers: the
-malignant channel is picked by a frozen 1 × 1 convolution with weights (0, 0, 1), so the ``.keras`` file loads with
-``safe_mode=True``.
-
-Training (:mod:`mammo_utils.training.lesion`) uses two sub-models sharing these layers: :func:`patch_model`
-(crop → lesion map) and :func:`density_model` (image → density).
+for every other model (the density head's Grad-CAM explains :data:`DENSITY_FEATURES`). Only built-in layers, so the
+``.keras`` file loads with ``safe_mode=True``. :func:`training_model` exposes the attention and the per-cell heads
+for training.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 from keras import layers
 
 from mammo_utils.models.networks import (
@@ -46,12 +50,13 @@ __all__ = [
     "LESION_OUTPUT",
     "LESION_STRIDE",
     "LESION_TRUNK",
-    "FIXED_LAYERS",
+    "ATTENTION",
+    "CELL_MALIGNANCY",
+    "FINDING_PROBABILITY",
     "build_lesion_model",
     "density_model",
-    "image_model",
     "is_lesion_model",
-    "patch_model",
+    "training_model",
 ]
 
 LESION_OUTPUT = "lesion_map"
@@ -60,7 +65,9 @@ LESION_STRIDE = 16  # input pixels per lesion-map cell
 DEFAULT_LESION_SIZE = 320  # default square input: 1.4x the seed's 224, a 20 x 20 lesion map
 LESION_TRUNK = "lesion_trunk"
 DENSITY_FEATURES = "density_features"  # the density branch's last feature map
-FIXED_LAYERS: tuple[str, ...] = ("malignant_channel",)  # never trained: it only picks the malignant channel
+ATTENTION = "attention"  # softmax of the finding logits over all cells: (N, cells)
+FINDING_PROBABILITY = "finding_probability"  # sigmoid of the finding logit per cell: (N, H/16, W/16, 1)
+CELL_MALIGNANCY = "cell_malignancy"  # malignant probability per cell, were a finding there: (N, H/16, W/16, 1)
 _LESION_DROPOUT = "lesion_dropout"
 _DENSITY_INPUT = "density_pool"
 
@@ -72,7 +79,7 @@ def _conv(x: Any, filters: int, strides: int, activation: str, name: str) -> Any
 
 
 def _lesion_trunk(width: int, activation: str) -> keras.Model:
-    """Stride-16 fully convolutional trunk, any input size (a nested model, so crops and whole images share it)."""
+    """Stride-16 fully convolutional trunk, any input size (a nested model: fine-tuning freezes it as one backbone)."""
     inputs = keras.Input(shape=(None, None, 1), name="lesion_input")
     x = _conv(inputs, width, 2, activation, "lesion_stem")  # 1/2
     x = _conv(x, 2 * width, 2, activation, "lesion_s1")  # 1/4
@@ -108,7 +115,7 @@ def build_lesion_model(
     dropout: float = 0.2,
     activation: str = "silu",
 ) -> keras.Model:
-    """The lesion-supervised two-task model (about 0.2 M parameters at the defaults, 0.1 % of the seed's).
+    """The lesion-supervised two-task model (about 0.1 M parameters at the defaults, 0.05 % of the seed's).
 
     Parameters
     ----------
@@ -138,12 +145,19 @@ def build_lesion_model(
         raise ValueError(f"width and density_width must be positive integers, got {width!r}, {density_width!r}")
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
     features = layers.Identity(name=LAST_CONV_LAYER)(_lesion_trunk(width, activation)(inputs))
-    lesion_head = layers.Conv2D(len(LESION_CLASSES), 1, activation="softmax", name=LESION_OUTPUT)
-    lesion_map = lesion_head(layers.Dropout(dropout, name=_LESION_DROPOUT)(features))
-    selector = layers.Conv2D(1, 1, use_bias=False, trainable=False, name=FIXED_LAYERS[0])
-    malignant = selector(lesion_map)
-    selector.set_weights([np.array([0.0, 0.0, 1.0], dtype=np.float32).reshape(1, 1, 3, 1)])
-    malignancy = layers.GlobalMaxPooling2D(name=MALIGNANCY_OUTPUT)(malignant)
+    features = layers.Dropout(dropout, name=_LESION_DROPOUT)(features)
+    cells = (height // LESION_STRIDE) * (width_px // LESION_STRIDE)
+    logit = layers.Conv2D(1, 1, name="finding_logit")(features)
+    finding = layers.Activation("sigmoid", name=FINDING_PROBABILITY)(logit)
+    attention = layers.Softmax(name=ATTENTION)(layers.Reshape((cells,), name="finding_logits")(logit))
+    malignant = layers.Conv2D(1, 1, activation="sigmoid", name=CELL_MALIGNANCY)(features)
+    flat = layers.Reshape((cells,), name="cell_malignancy_cells")(malignant)
+    malignancy = layers.Dot(axes=1, name=MALIGNANCY_OUTPUT)([attention, flat])
+    background = layers.Rescaling(-1.0, offset=1.0, name="background_probability")(finding)
+    benign_share = layers.Rescaling(-1.0, offset=1.0, name="cell_benignity")(malignant)
+    benign = layers.Multiply(name="benign_probability")([finding, benign_share])
+    malignant_cells = layers.Multiply(name="malignant_probability")([finding, malignant])
+    lesion_map = layers.Concatenate(name=LESION_OUTPUT)([background, benign, malignant_cells])
     density = _density_branch(inputs, density_width, density_pool, dropout, activation)
     outputs = {DENSITY_OUTPUT: density, MALIGNANCY_OUTPUT: malignancy, LESION_OUTPUT: lesion_map}
     return keras.Model(inputs, outputs, name="lesion")
@@ -154,16 +168,6 @@ def is_lesion_model(model: keras.Model) -> bool:
     return LESION_OUTPUT in getattr(model, "output_names", ())
 
 
-def patch_model(model: keras.Model) -> keras.Model:
-    """Crop of any size → lesion map: the lesion trunk and head of ``model`` (shared layers and weights)."""
-    if not is_lesion_model(model):
-        raise ValueError(f"model {model.name!r} has no {LESION_OUTPUT!r} output (not a lesion model)")
-    patch = keras.Input(shape=(None, None, 1), name="patch")
-    features = model.get_layer(LESION_TRUNK)(patch)
-    lesion_map = model.get_layer(LESION_OUTPUT)(model.get_layer(_LESION_DROPOUT)(features))
-    return keras.Model(patch, lesion_map, name="lesion_patches")
-
-
 def density_model(model: keras.Model) -> keras.Model:
     """Image → density: the density branch of ``model`` alone (shared layers and weights)."""
     if not is_lesion_model(model):
@@ -171,9 +175,12 @@ def density_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.get_layer(DENSITY_OUTPUT).output, name="lesion_density")
 
 
-def image_model(model: keras.Model) -> keras.Model:
-    """Image → ``{"density", "malignancy"}`` without the lesion map (shared layers): for image-label training."""
+def training_model(model: keras.Model) -> keras.Model:
+    """Image → density, malignancy, attention, finding probability and cell malignancy (shared layers): for training.
+
+    ``attention`` is ``(N, cells)``; ``finding_probability`` and ``cell_malignancy`` are ``(N, H/16, W/16, 1)``.
+    """
     if not is_lesion_model(model):
         raise ValueError(f"model {model.name!r} has no {LESION_OUTPUT!r} output (not a lesion model)")
-    outputs = {name: model.get_layer(name).output for name in (DENSITY_OUTPUT, MALIGNANCY_OUTPUT)}
-    return keras.Model(model.input, outputs, name="lesion_image_labels")
+    names = (DENSITY_OUTPUT, MALIGNANCY_OUTPUT, ATTENTION, FINDING_PROBABILITY, CELL_MALIGNANCY)
+    return keras.Model(model.input, {name: model.get_layer(name).output for name in names}, name="lesion_training")

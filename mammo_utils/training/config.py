@@ -34,7 +34,7 @@ class TrainConfig:
     model : {"lesion", "whole_image", "seed", "transfer"}
         ``lesion`` (default) learns malignancy from the findings table; the others from image labels only.
     epochs, batch_size : int
-        ``batch_size`` is the global batch (split across replicas); for the lesion model, crops per step.
+        ``batch_size`` is the global batch (split across replicas).
     image_size : int, optional
         Side of the square input (at least :data:`MIN_IMAGE_SIZE`; a multiple of 16 for the lesion model).
         None means the model's default (:data:`~mammo_utils.models.builders.DEFAULT_IMAGE_SIZES`: 320 for the

@@ -28,8 +28,9 @@ CURVES: dict[str, list[tuple[str, str, str]]] = {
         ("malignancy_accuracy", "malignancy accuracy (threshold 0.5)", "accuracy (fraction correct)"),
     ],
     "lesion": [
-        ("lesion_loss", "lesion map loss (crops, per cell)", "loss (cross-entropy, nats)"),
-        ("image_loss", "image-label loss (density + malignancy)", "loss (cross-entropy, nats)"),
+        ("attention_loss", "where: attention vs the finding's cells", "loss (cross-entropy, nats)"),
+        ("cell_malignancy_loss", "what: malignancy of the finding's cells", "loss (cross-entropy, nats)"),
+        ("malignancy_loss", "image malignancy loss", "loss (cross-entropy, nats)"),
         ("malignancy_auc", "malignancy ROC AUC (whole images)", "AUC"),
         ("density_loss", "density branch loss", "loss (cross-entropy, nats)"),
         ("density_accuracy", "density accuracy (4 classes)", "accuracy (fraction correct)"),
@@ -75,12 +76,10 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
 
     ``history`` is the ``history.csv`` of a run (``epoch`` column + Keras metric names). Two-head models get
     six panels (total and per-head losses, density accuracy, malignancy AUC and accuracy); the seed model two;
-    the lesion model one per stage's curve (its stages can stop at different epochs).
+    the lesion model six (where, what, image malignancy, its AUC, density loss and accuracy).
     """
     columns = set(history.columns)
-    kind = (
-        "lesion" if columns & {"lesion_loss", "image_loss"} else "multitask" if "density_loss" in columns else "joint"
-    )
+    kind = "lesion" if "attention_loss" in columns else "multitask" if "density_loss" in columns else "joint"
     panels = [p for p in CURVES[kind] if p[0] in columns or f"val_{p[0]}" in columns]
     if not panels:
         raise ValueError(
@@ -108,17 +107,15 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
 
 
 def best_epochs(history: pd.DataFrame) -> pd.DataFrame:
-    """The best epoch's validation metrics: one column per stage (a lesion model has two, other models one).
+    """The best epoch's validation metrics: one column (rows: the ``val_`` metrics of that epoch).
 
-    The best epoch is the lowest ``val_loss``; for a lesion model's first stage the highest ``val_malignancy_auc``
-    and for its density stage the lowest ``val_density_loss``. Rows are the ``val_`` metrics of that stage.
+    The best epoch is the highest ``val_malignancy_auc`` for a lesion model (what its training stops on), the lowest
+    ``val_loss`` for the others.
     """
     stages: dict[str, tuple[str, str, list[str]]] = {}
     val = [c for c in history.columns if c.startswith("val_")]
-    if "val_malignancy_auc" in history and ({"lesion_loss", "image_loss"} & set(history.columns)):
-        first = [c for c in val if not c.startswith("val_density")]
-        stages["malignancy stage"] = ("val_malignancy_auc", "max", first)
-        stages["density stage"] = ("val_density_loss", "min", [c for c in val if c.startswith("val_density")])
+    if "val_malignancy_auc" in history and "attention_loss" in history:
+        stages["lesion model"] = ("val_malignancy_auc", "max", val)
     elif "val_loss" in history:
         stages["all heads"] = ("val_loss", "min", val)
     else:

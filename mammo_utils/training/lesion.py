@@ -1,19 +1,23 @@
-"""Train the lesion model (:mod:`mammo_utils.models.lesion`): lesion crops first, then density on whole images.
+"""Train the lesion model (:mod:`mammo_utils.models.lesion`) on whole images: where the finding is, what it is.
 
-Stages, each a Keras ``fit`` on a sub-model that shares the full model's layers:
+One Keras ``fit`` of :func:`~mammo_utils.models.lesion.training_model` (it shares the full model's layers) on
+whole standardized images, each with its targets from the findings table (:func:`image_targets`):
 
-1. **Lesions** (when the training images have findings): :class:`LesionCrops` cuts, per training image and epoch,
-   one ``patch_size`` crop that contains a finding (at a random place in the crop) and one random crop of the
-   breast, with a per-cell target: the finding's pathology on the cells whose centre lies within the finding's
-   radius (at least 3/4 of a cell), background elsewhere. Lesion cells weigh :data:`LESION_CELL_WEIGHT`.
-   After every epoch :class:`ImageAUC` scores the **whole** validation images with the full model and logs
-   ``val_malignancy_auc``; training stops on it (no density term can dominate) and keeps the best weights.
-2. **Image labels** (when no training image has a finding, e.g. a data set without annotations or users'
-   submissions): the full model on whole images, malignancy (the map's max) and density losses.
-3. **Density**: the density branch alone on whole images, early stopping on its validation loss.
+* ``attention``: the image's finding cells (those whose centre lies within 3/4 of a finding's radius, at least
+  :data:`MIN_FINDING_RADIUS` input pixels; the nearest cell for a tiny finding) share probability 1; cross-entropy
+  against the model's softmax over cells teaches it to look at the finding rather than anywhere else;
+* ``finding_probability``: per cell, finding (1) or background (0), finding cells weighing
+  :data:`FINDING_CELL_WEIGHT`: anchors the logits so the map's finding probability means what it says;
+* ``cell_malignancy``: on the finding cells only, the finding's recorded pathology (the image's mean over its
+  finding cells, so a large finding weighs as much as a small one);
+* ``malignancy`` and ``density``: the image labels (the attention-weighted image score, and the density branch).
 
-Only images with findings give crops: an image without annotations may hold its finding anywhere, so none of
-its crops can be called background.
+An image without findings (normal, or a data set without annotations, or users' submissions) trains on its
+image labels only: its finding may lie anywhere, so none of its cells can be called background. A missing label
+(density unknown, pathology unknown) weighs 0. Training images are flipped up-down and left-right at random (the
+grid flips with them). After every epoch :class:`ImageAUC` scores the whole validation images and logs
+``val_malignancy_auc``; training stops on it and keeps the best weights, so no density term can dominate.
+The learning rate decays along a cosine over the planned epochs.
 """
 
 from __future__ import annotations
@@ -28,28 +32,41 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from mammo_utils.models.lesion import LESION_STRIDE, density_model, image_model, patch_model
+from mammo_utils.labels import DENSITY_CLASSES
+from mammo_utils.models.lesion import (
+    ATTENTION,
+    CELL_MALIGNANCY,
+    FINDING_PROBABILITY,
+    LESION_STRIDE,
+    training_model,
+)
 from mammo_utils.models.networks import DENSITY_OUTPUT, MALIGNANCY_OUTPUT
-from mammo_utils.training.pipeline import make_dataset
 
 if TYPE_CHECKING:
     from mammo_utils.training.cache import CachedImages
 
 __all__ = [
-    "DEFAULT_PATCH_SIZE",
-    "LESION_CELL_WEIGHT",
+    "FINDING_CELL_WEIGHT",
     "ImageAUC",
-    "LesionCrops",
-    "cell_targets",
+    "ImageTargets",
+    "LOSS_WEIGHTS",
+    "LesionImages",
+    "LesionRun",
     "fit_lesion_model",
     "image_findings",
-    "patch_size_for",
+    "image_targets",
 ]
 
-DEFAULT_PATCH_SIZE = 96  # 6 x 6 lesion cells; a finding (radius ~16 px at 320) fits with room around it
-LESION_CELL_WEIGHT = 4.0
-_MIN_RADIUS_CELLS = 0.75
-_FINDING_MARGIN = 8  # the finding centre lies at least this far inside a positive crop
+FINDING_CELL_WEIGHT = 4.0  # a finding cell's weight in the per-cell finding loss (background cells weigh 1)
+MIN_FINDING_RADIUS = 12.0  # input pixels: the smallest radius a finding's cells are drawn with
+_RADIUS_SHARE = 0.75  # a cell is a finding cell when its centre lies within this share of the finding's radius
+LOSS_WEIGHTS: dict[str, float] = {
+    ATTENTION: 1.0,
+    FINDING_PROBABILITY: 1.0,
+    CELL_MALIGNANCY: 1.0,
+    MALIGNANCY_OUTPUT: 0.5,
+    DENSITY_OUTPUT: 1.0,
+}
 
 
 @dataclass(frozen=True)
@@ -87,112 +104,144 @@ def image_findings(rows: pd.DataFrame, findings_model: pd.DataFrame) -> list[Ima
     return out
 
 
-def patch_size_for(image_shape: tuple[int, ...]) -> int:
-    """:data:`DEFAULT_PATCH_SIZE`, or for small inputs half the shorter side (a multiple of 16, at least 16)."""
-    half = (min(int(v) for v in image_shape[:2]) // 2) // LESION_STRIDE * LESION_STRIDE
-    return max(LESION_STRIDE, min(DEFAULT_PATCH_SIZE, half))
+@dataclass(frozen=True)
+class ImageTargets:
+    """The per-image targets of :func:`image_targets` for ``N`` images on a ``(h, w)`` grid of cells.
 
-
-def cell_targets(found: ImageFindings | None, top: int, left: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cell class (0 background, 1 benign, 2 malignant) and weight of the crop at ``(top, left)``.
-
-    A cell belongs to a finding when its centre lies within the finding's radius (at least 3/4 of a cell);
-    malignant wins where findings overlap.
+    Attributes
+    ----------
+    attention : np.ndarray
+        float32 ``(N, h, w)``: the finding cells share 1; all 0 for an image without findings.
+    finding : np.ndarray
+        float32 ``(N, h, w)``: 1 on finding cells, 0 elsewhere.
+    malignant_cells : np.ndarray
+        float32 ``(N, h, w)``: 1 on cells of a malignant finding (malignant wins where findings overlap).
+    has_findings : np.ndarray
+        bool ``(N,)``.
     """
-    cells = size // LESION_STRIDE
-    centres = np.arange(cells) * LESION_STRIDE + (LESION_STRIDE - 1) / 2.0
-    yy, xx = np.meshgrid(centres + top, centres + left, indexing="ij")
-    target = np.zeros((cells, cells), dtype=np.int32)
-    if found is not None:
-        for y, x, r, label in zip(found.y, found.x, found.radius, found.label, strict=True):
-            inside = np.hypot(yy - y, xx - x) <= max(r, _MIN_RADIUS_CELLS * LESION_STRIDE)
-            target[inside] = np.maximum(target[inside], label)
-    weight = np.where(target > 0, LESION_CELL_WEIGHT, 1.0).astype(np.float32)
-    return target, weight
+
+    attention: np.ndarray
+    finding: np.ndarray
+    malignant_cells: np.ndarray
+    has_findings: np.ndarray
 
 
-class LesionCrops(keras.utils.PyDataset):
-    """Batches of (crops, per-cell targets, per-cell weights), drawn afresh (seeded) every epoch."""
+def image_targets(found: Sequence[ImageFindings | None], image_shape: tuple[int, ...]) -> ImageTargets:
+    """The cell targets of each image's findings on the lesion grid of a ``image_shape`` input (see module notes)."""
+    rows, cols = int(image_shape[0]) // LESION_STRIDE, int(image_shape[1]) // LESION_STRIDE
+    yy, xx = np.meshgrid(
+        np.arange(rows) * LESION_STRIDE + (LESION_STRIDE - 1) / 2.0,
+        np.arange(cols) * LESION_STRIDE + (LESION_STRIDE - 1) / 2.0,
+        indexing="ij",
+    )
+    finding = np.zeros((len(found), rows, cols), dtype=np.float32)
+    malignant = np.zeros_like(finding)
+    for i, item in enumerate(found):
+        if item is None:
+            continue
+        for y, x, radius, label in zip(item.y, item.x, item.radius, item.label, strict=True):
+            distance = np.hypot(yy - y, xx - x)
+            cells = distance <= max(_RADIUS_SHARE * radius, MIN_FINDING_RADIUS)
+            if not cells.any():
+                cells = distance == distance.min()
+            finding[i][cells] = 1.0
+            if label == 2:
+                malignant[i][cells] = 1.0
+    counts = finding.sum(axis=(1, 2), keepdims=True)
+    attention = np.divide(finding, counts, out=np.zeros_like(finding), where=counts > 0)
+    return ImageTargets(attention, finding, malignant, counts[:, 0, 0] > 0)
+
+
+def _density_index(rows: pd.DataFrame) -> np.ndarray:
+    """Density class index 0-3 per row, -1 where unknown."""
+    values = pd.to_numeric(rows["density"], errors="coerce") if "density" in rows else pd.Series(np.nan, rows.index)
+    known = values.isin(DENSITY_CLASSES)
+    return np.where(known, values.fillna(1).astype(int) - 1, -1).astype(np.int32)
+
+
+class LesionImages(keras.utils.PyDataset):
+    """Batches of whole images with the targets and weights of :func:`~mammo_utils.models.lesion.training_model`.
+
+    Parameters
+    ----------
+    images : np.ndarray
+        uint8 ``(N, H, W)`` standardized images.
+    rows : pandas.DataFrame
+        The images' manifest rows (``pathology``, ``density``).
+    found : sequence of ImageFindings or None
+        Per image, its findings on the model grid (:func:`image_findings`).
+    batch_size, seed : int
+        Images per batch; the seed of the shuffling and flips (drawn afresh each epoch).
+    augment : bool
+        Shuffle and flip (training); False keeps the order (validation).
+    """
 
     def __init__(
         self,
         images: np.ndarray,
+        rows: pd.DataFrame,
         found: Sequence[ImageFindings | None],
-        content: Sequence[tuple[int, int, int, int]],
         *,
-        patch_size: int = DEFAULT_PATCH_SIZE,
-        batch_size: int = 32,
+        batch_size: int = 16,
         seed: int = 42,
         augment: bool = True,
     ) -> None:
         super().__init__()
-        self.images, self.patch_size, self.batch_size, self.seed, self.augment = (
-            images,
-            patch_size,
-            batch_size,
-            seed,
-            augment,
-        )
-        self.rows = [i for i, f in enumerate(found) if f is not None]
-        if not self.rows:
-            raise ValueError("no image with a finding of known pathology to cut lesion crops from")
-        self.found, self.content, self.epoch = list(found), list(content), 0
-        self._draw()
+        if len(images) != len(rows) or len(found) != len(rows):
+            raise ValueError(f"{len(images)} images, {len(rows)} rows and {len(found)} findings lists must match")
+        if len(images) == 0:
+            raise ValueError("no images to train on")
+        self.images, self.batch_size, self.seed, self.augment, self.epoch = images, batch_size, seed, augment, 0
+        self.targets = image_targets(found, images.shape[1:3])
+        self.malignant = _malignant(rows)
+        self.density = _density_index(rows)
+        self._order()
 
-    def _draw(self) -> None:
-        rng = np.random.default_rng([self.seed, 7, self.epoch])
-        crops, targets, weights = [], [], []
-        for i in self.rows:
-            for positive in (True, False):
-                top, left = self._place(rng, i, positive)
-                crop = self.images[i, top : top + self.patch_size, left : left + self.patch_size]
-                target, weight = cell_targets(self.found[i], top, left, self.patch_size)
-                if self.augment:
-                    crop, target, weight = _flip(rng, crop, target, weight)
-                crops.append(crop)
-                targets.append(target)
-                weights.append(weight)
-        order = rng.permutation(len(crops))
-        self._x = np.stack(crops)[order]
-        self._y, self._w = np.stack(targets)[order], np.stack(weights)[order]
-
-    def _place(self, rng: np.random.Generator, i: int, positive: bool) -> tuple[int, int]:
-        height, width = self.images.shape[1:3]
-        size, found = self.patch_size, self.found[i]
-        if positive and found is not None:
-            k = int(rng.integers(len(found.y)))
-            cy, cx = found.y[k], found.x[k]
-        else:
-            top, left, bottom, right = self.content[i]
-            cy, cx = rng.uniform(top, max(top + 1, bottom)), rng.uniform(left, max(left + 1, right))
-        lo_y, hi_y = cy - size + _FINDING_MARGIN, cy - _FINDING_MARGIN
-        lo_x, hi_x = cx - size + _FINDING_MARGIN, cx - _FINDING_MARGIN
-        top = int(np.clip(round(rng.uniform(lo_y, hi_y)) if positive else round(cy - size / 2), 0, height - size))
-        left = int(np.clip(round(rng.uniform(lo_x, hi_x)) if positive else round(cx - size / 2), 0, width - size))
-        return top, left
+    def _order(self) -> None:
+        rng = np.random.default_rng([self.seed, 11, self.epoch])
+        count = len(self.images)
+        self.order = rng.permutation(count) if self.augment else np.arange(count)
+        self.flips = rng.random((count, 2)) < 0.5 if self.augment else np.zeros((count, 2), dtype=bool)
 
     def __len__(self) -> int:
-        return math.ceil(len(self._x) / self.batch_size)
+        return math.ceil(len(self.images) / self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        x = self._x[part].astype(np.float32)[..., None] / np.float32(255)
-        return x, self._y[part], self._w[part]
+    def __getitem__(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        grids = [self.images[rows], self.targets.attention[rows], self.targets.finding[rows]]
+        grids.append(self.targets.malignant_cells[rows])
+        for j, (up_down, left_right) in enumerate(self.flips[rows]):
+            for axis, flip in ((0, up_down), (1, left_right)):
+                if flip:
+                    for grid in grids:
+                        grid[j] = np.flip(grid[j], axis)
+        image, attention, finding, malignant_cells = grids
+        n, (h, w) = len(rows), attention.shape[1:]
+        located = self.targets.has_findings[rows].astype(np.float32)
+        malignant, density = self.malignant[rows], self.density[rows]
+        per_cell = finding * (h * w / np.maximum(finding.sum(axis=(1, 2), keepdims=True), 1.0))
+        x = image.astype(np.float32)[..., None] / np.float32(255)
+        y = {
+            ATTENTION: attention.reshape(n, h * w),
+            FINDING_PROBABILITY: finding[..., None],
+            CELL_MALIGNANCY: malignant_cells[..., None],
+            MALIGNANCY_OUTPUT: np.nan_to_num(malignant).astype(np.float32)[:, None],
+            DENSITY_OUTPUT: np.maximum(density, 0)[:, None],
+        }
+        weights = {
+            ATTENTION: located,
+            FINDING_PROBABILITY: np.where(finding > 0, FINDING_CELL_WEIGHT, 1.0).astype(np.float32)
+            * located[:, None, None],
+            CELL_MALIGNANCY: per_cell.astype(np.float32),
+            MALIGNANCY_OUTPUT: np.isfinite(malignant).astype(np.float32),
+            DENSITY_OUTPUT: (density >= 0).astype(np.float32),
+        }
+        return x, y, weights
 
     def on_epoch_end(self) -> None:
-        """Draw the next epoch's crops."""
+        """Draw the next epoch's order and flips."""
         self.epoch += 1
-        self._draw()
-
-
-def _flip(
-    rng: np.random.Generator, crop: np.ndarray, target: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A random up-down and left-right flip of the crop and its cell grids (findings look alike mirrored)."""
-    for axis in (0, 1):
-        if rng.random() < 0.5:
-            crop, target, weight = np.flip(crop, axis), np.flip(target, axis), np.flip(weight, axis)
-    return crop, target, weight
+        self._order()
 
 
 class ImageAUC(keras.callbacks.Callback):
@@ -232,134 +281,69 @@ class LesionRun:
     seed: int
     learning_rate: float
     patience: int
-    balance: bool
     verbose: int
-
-
-def _content_boxes(cached: CachedImages, rows: pd.DataFrame, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
-    """The breast content's (top, left, bottom, right) on the model grid of each row (left-aligned, centred)."""
-    boxes = []
-    for record in cached.standardization(rows).to_dict("records"):
-        height = int(min(size[0], record.get("content_height") or size[0]))
-        width = int(min(size[1], record.get("content_width") or size[1]))
-        top = (size[0] - height) // 2
-        boxes.append((top, 0, top + height, width))
-    return boxes
 
 
 def _malignant(rows: pd.DataFrame) -> np.ndarray:
     return rows["pathology"].map({"malignant": 1.0, "benign": 0.0}).astype(float).to_numpy()
 
 
-def _fit_lesions(network: keras.Model, run: LesionRun, callbacks: list[Any]) -> pd.DataFrame:
-    """Stage 1: the lesion branch on crops, stopped on the whole-image validation malignancy AUC."""
-    train_images, val_images = run.cached.uint8(run.train_rows)[..., 0], run.cached.uint8(run.val_rows)[..., 0]
-    size = train_images.shape[1:3]
-    crops = LesionCrops(
-        train_images,
-        image_findings(run.train_rows, run.findings_model),
-        _content_boxes(run.cached, run.train_rows, size),
-        patch_size=patch_size_for(size),
-        batch_size=run.batch_size,
-        seed=run.seed,
+def _compile(network: keras.Model, run: LesionRun, steps: int) -> keras.Model:
+    model = training_model(network)
+    schedule = keras.optimizers.schedules.CosineDecay(run.learning_rate, max(1, steps), alpha=0.05)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss={
+            ATTENTION: keras.losses.CategoricalCrossentropy(),
+            FINDING_PROBABILITY: keras.losses.BinaryCrossentropy(),
+            CELL_MALIGNANCY: keras.losses.BinaryCrossentropy(),
+            MALIGNANCY_OUTPUT: keras.losses.BinaryCrossentropy(),
+            DENSITY_OUTPUT: keras.losses.SparseCategoricalCrossentropy(),
+        },
+        loss_weights=LOSS_WEIGHTS,
+        weighted_metrics={DENSITY_OUTPUT: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
     )
-    patches = patch_model(network)
-    patches.compile(optimizer=keras.optimizers.Adam(run.learning_rate), loss="sparse_categorical_crossentropy")
-    monitor = {"monitor": "val_malignancy_auc", "mode": "max"}
-    history = patches.fit(
-        crops,
-        epochs=run.epochs,
-        callbacks=[
-            ImageAUC(network, val_images, _malignant(run.val_rows)),
-            keras.callbacks.EarlyStopping(patience=run.patience, restore_best_weights=True, **monitor),
-            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, run.patience // 2), **monitor),
-            *callbacks,
-        ],
-        verbose=run.verbose,
-    )
-    frame = pd.DataFrame(history.history).rename(columns={"loss": "lesion_loss"})
-    return frame.drop(columns=[c for c in frame.columns if c == "learning_rate"])
-
-
-def _density_data(run: LesionRun, rows: pd.DataFrame, training: bool) -> Any:
-    """The image pipeline of :mod:`mammo_utils.training.pipeline` (augmentation, class balance), density only."""
-    ds = make_dataset(
-        run.cached, rows, "multitask", run.batch_size, training=training, seed=run.seed, balance=run.balance
-    )
-
-    def density_only(x: Any, y: Any, *weights: Any) -> Any:
-        return (x, y[DENSITY_OUTPUT], weights[0][DENSITY_OUTPUT]) if weights else (x, y[DENSITY_OUTPUT])
-
-    return ds.map(density_only)
-
-
-def _fit_density(network: keras.Model, run: LesionRun) -> pd.DataFrame:
-    """Stage 3: the density branch on whole images, early stopping on its validation loss."""
-    branch = density_model(network)
-    branch.compile(
-        optimizer=keras.optimizers.Adam(run.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    history = branch.fit(
-        _density_data(run, run.train_rows, training=True),
-        validation_data=_density_data(run, run.val_rows, training=False),
-        epochs=run.epochs,
-        callbacks=[
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=run.patience, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, run.patience // 2)),
-        ],
-        verbose=run.verbose,
-        shuffle=False,
-    )
-    frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
-    return frame.rename(columns=lambda c: c.replace("loss", "density_loss").replace("accuracy", "density_accuracy"))
-
-
-def _fit_image_labels(network: keras.Model, run: LesionRun, callbacks: list[Any]) -> pd.DataFrame:
-    """Stage 2: the full model on whole images with image labels only (no findings to learn the map from)."""
-    labelled = image_model(network)
-    labelled.compile(
-        optimizer=keras.optimizers.Adam(run.learning_rate),
-        loss={DENSITY_OUTPUT: "sparse_categorical_crossentropy", MALIGNANCY_OUTPUT: "binary_crossentropy"},
-    )
-    train_ds = make_dataset(run.cached, run.train_rows, "multitask", run.batch_size, training=True, seed=run.seed)
-    val_ds = make_dataset(run.cached, run.val_rows, "multitask", run.batch_size, training=False, seed=run.seed)
-    history = labelled.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=run.epochs,
-        callbacks=[
-            ImageAUC(network, run.cached.uint8(run.val_rows)[..., 0], _malignant(run.val_rows)),
-            keras.callbacks.EarlyStopping(
-                monitor="val_malignancy_auc", mode="max", patience=run.patience, restore_best_weights=True
-            ),
-            *callbacks,
-        ],
-        verbose=run.verbose,
-        shuffle=False,
-    )
-    frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
-    return frame.rename(columns={"loss": "image_loss", "val_loss": "val_image_loss"})
+    return model
 
 
 def fit_lesion_model(network: keras.Model, run: LesionRun, callbacks: list[Any] | None = None) -> pd.DataFrame:
-    """Train a lesion model in its stages (see the module docstring); the per-epoch history of all stages.
+    """Train a lesion model on whole images (see the module docstring); its per-epoch history.
 
     Returns
     -------
     pandas.DataFrame
-        ``epoch`` and, per stage, its columns: ``lesion_loss`` and ``val_malignancy_auc`` (lesion crops) or
-        ``image_loss`` (image labels), then ``density_loss``, ``density_accuracy`` and their ``val_`` versions.
-        Stages of different lengths leave NaN where one has stopped.
+        ``epoch``, ``loss`` and one ``<output>_loss`` per training output (``attention``, ``finding_probability``,
+        ``cell_malignancy``, ``malignancy``, ``density``), ``density_accuracy``, their ``val_`` versions, and
+        ``val_malignancy_auc`` (whole validation images).
     """
-    found = image_findings(run.train_rows, run.findings_model)
-    first = (
-        _fit_lesions(network, run, list(callbacks or []))
-        if any(f is not None for f in found)
-        else _fit_image_labels(network, run, list(callbacks or []))
+    train_images, val_images = run.cached.uint8(run.train_rows)[..., 0], run.cached.uint8(run.val_rows)[..., 0]
+    data = LesionImages(
+        train_images,
+        run.train_rows,
+        image_findings(run.train_rows, run.findings_model),
+        batch_size=run.batch_size,
+        seed=run.seed,
     )
-    density = _fit_density(network, run)
-    history = pd.concat([first, density], axis=1)
-    history.insert(0, "epoch", np.arange(len(history)))
-    return history
+    val = LesionImages(
+        val_images,
+        run.val_rows,
+        image_findings(run.val_rows, run.findings_model),
+        batch_size=run.batch_size,
+        augment=False,
+    )
+    model = _compile(network, run, len(data) * run.epochs)
+    monitor = {"monitor": "val_malignancy_auc", "mode": "max"}
+    history = model.fit(
+        data,
+        validation_data=val,
+        epochs=run.epochs,
+        callbacks=[
+            ImageAUC(network, val_images, _malignant(run.val_rows)),
+            keras.callbacks.EarlyStopping(patience=run.patience, restore_best_weights=True, **monitor),
+            *(callbacks or []),
+        ],
+        verbose=run.verbose,
+    )
+    frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
+    frame.insert(0, "epoch", np.arange(len(frame)))
+    return frame

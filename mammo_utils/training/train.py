@@ -191,7 +191,7 @@ def _load_data(manifest: pd.DataFrame, config: TrainConfig, findings: pd.DataFra
 def _fit_lesion(
     network: keras.Model, data: _RunData, run_dir: Path, config: TrainConfig, callbacks: list[Any] | None
 ) -> pd.DataFrame:
-    """Fit the lesion model in its stages (:mod:`mammo_utils.training.lesion`); save it and its history."""
+    """Fit the lesion model on whole images (:mod:`mammo_utils.training.lesion`); save it and its history."""
     frame = data.frame
     run = LesionRun(
         cached=data.cached,
@@ -203,7 +203,6 @@ def _fit_lesion(
         seed=config.seed,
         learning_rate=config.learning_rate,
         patience=config.patience,
-        balance=config.balance,
         verbose=config.verbose,
     )
     history = fit_lesion_model(network, run, callbacks)
@@ -307,18 +306,20 @@ def _fit(
 def _outcome(history: pd.DataFrame, started: float) -> dict[str, Any]:
     """The finished run's entries of ``params.json``: epochs trained, the best epoch and its score, the duration.
 
-    The best epoch is the lowest ``val_loss``; for the lesion model the highest ``val_malignancy_auc`` of its
-    first stage (``best_val_malignancy_auc``).
+    The best epoch is the lowest ``val_loss``; for the lesion model (which stops on it) the highest
+    ``val_malignancy_auc`` (``best_val_malignancy_auc``).
     """
     out: dict[str, Any] = {"status": "finished", "epochs_trained": int(history.notna().any(axis=1).sum())}
-    if "val_loss" in history:
+    if "val_malignancy_auc" in history:
+        aucs = history["val_malignancy_auc"].to_numpy(dtype=float)
+        best = int(np.nanargmax(aucs)) if np.isfinite(aucs).any() else len(history) - 1
+        out.update(best_epoch=int(history["epoch"].iloc[best]), best_val_malignancy_auc=float(aucs[best]))
+    elif "val_loss" in history:
         losses = history["val_loss"].to_numpy(dtype=float)
         best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else len(history) - 1
         out.update(best_epoch=int(history["epoch"].iloc[best]), best_val_loss=float(losses[best]))
     else:
-        aucs = history.get("val_malignancy_auc", pd.Series(np.nan, index=history.index)).to_numpy(dtype=float)
-        best = int(np.nanargmax(aucs)) if np.isfinite(aucs).any() else len(history) - 1
-        out.update(best_epoch=int(history["epoch"].iloc[best]), best_val_malignancy_auc=float(aucs[best]))
+        out.update(best_epoch=int(history["epoch"].iloc[-1]))
     out["duration_s"] = round(time.time() - started, 2)
     return out
 
@@ -353,8 +354,9 @@ def train(
     extra_params : dict, optional
         Merged into ``params.json`` (e.g. the parent run of a fine-tuned model).
     findings : pandas.DataFrame, optional
-        The findings table (:mod:`mammo_utils.datasets.findings`): crops of the training images' findings teach
-        the lesion model its map; without findings it learns from image labels only. Other models ignore it.
+        The findings table (:mod:`mammo_utils.datasets.findings`): the training images' findings teach the lesion
+        model where to look and what the finding is; without findings it learns from image labels only. Other
+        models ignore it.
 
     Returns
     -------

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_utils.evaluation.run import read_split
-from mammo_utils.models.lesion import FIXED_LAYERS, LESION_TRUNK, is_lesion_model
+from mammo_utils.models.lesion import LESION_TRUNK, is_lesion_model
 from mammo_utils.models.networks import BACKBONE_LAYER, LAST_CONV_LAYER, load_model, set_backbone_trainable
 from mammo_utils.models.records import data_hash
 from mammo_utils.models.registry import ModelVersion, Registry, current_run_dir
@@ -122,7 +122,7 @@ def set_finetune_trainable(model: keras.Model, phase: str, top_n: int | None = D
         raise ValueError(f"top_n must be >= 0 or None, got {top_n!r}")
     model.trainable = True
     for layer in model.layers:
-        layer.trainable = layer.name not in FIXED_LAYERS  # a lesion model's channel selector stays fixed
+        layer.trainable = True
     backbone = backbone_layers(model)
     try:
         model.get_layer(BACKBONE_LAYER)
@@ -228,11 +228,11 @@ def _number(value: Any) -> float | None:
 
 
 def _phase_loss(entry: dict[str, Any]) -> float:
-    """Lower is better: the validation loss, else minus the validation malignancy AUC, else +inf."""
-    if entry.get("best_val_loss") is not None:
-        return float(entry["best_val_loss"])
+    """Lower is better: minus the validation malignancy AUC (lesion models), else the validation loss, else +inf."""
     if entry.get("best_val_malignancy_auc") is not None:
         return -float(entry["best_val_malignancy_auc"])
+    if entry.get("best_val_loss") is not None:
+        return float(entry["best_val_loss"])
     return float("inf")
 
 
@@ -241,7 +241,7 @@ def _keep_best_phase(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Make the phase with the best validation score the candidate; write the joint history and ``params.json``.
 
-    The score is the lowest validation loss, or for a lesion model (staged training, no single validation loss) the
+    The score is the lowest validation loss, or for a lesion model (which trains to it) the
     highest validation malignancy AUC.
     """
     best = {entry["phase"]: _phase_loss(entry) for entry in phases}

@@ -1,4 +1,4 @@
-"""Lesion-model training: per-cell targets, crops that hold the finding, the validation AUC, the stages."""
+"""Lesion-model training: the findings' cell targets, whole-image batches, validation AUC, with and without findings."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from mammo_utils.datasets.catalog import load_findings
 from mammo_utils.datasets.findings import empty_findings, findings_in_model
 from mammo_utils.datasets.splits import split_by_patient
 from mammo_utils.datasets.synthetic import generate_synthetic
-from mammo_utils.models.lesion import LESION_STRIDE, build_lesion_model
+from mammo_utils.models.lesion import ATTENTION, CELL_MALIGNANCY, FINDING_PROBABILITY, build_lesion_model
 from mammo_utils.training.cache import build_cache
 from mammo_utils.training.lesion import (
-    LESION_CELL_WEIGHT,
+    FINDING_CELL_WEIGHT,
     ImageAUC,
     ImageFindings,
-    LesionCrops,
+    LesionImages,
     LesionRun,
-    cell_targets,
     fit_lesion_model,
     image_findings,
+    image_targets,
 )
 
 
@@ -29,44 +29,68 @@ def _one(y: float, x: float, radius: float, label: int = 2) -> ImageFindings:
     return ImageFindings(np.array([y]), np.array([x]), np.array([radius]), np.array([label], dtype=np.int32))
 
 
-def test_cell_targets_mark_the_cells_within_the_finding() -> None:
-    target, weight = cell_targets(_one(40.0, 24.0, 10.0), top=0, left=0, size=64)
-    assert target.shape == (4, 4)
-    # cell centres are at 7.5, 23.5, 39.5, 55.5: only cell (2, 1) lies within 12 px (3/4 cell) of (40, 24)
-    assert np.argwhere(target == 2).tolist() == [[2, 1]] and target.sum() == 2
-    assert weight[2, 1] == LESION_CELL_WEIGHT and weight[0, 0] == 1.0
-    shifted, _ = cell_targets(_one(40.0, 24.0, 10.0), top=16, left=16, size=64)
-    assert np.argwhere(shifted == 2).tolist() == [[1, 0]]
-    background, _ = cell_targets(None, 0, 0, 64)
-    assert not background.any()
+def test_targets_mark_the_cells_within_the_finding() -> None:
+    targets = image_targets([_one(40.0, 24.0, 10.0), None], (64, 64))
+    assert targets.attention.shape == targets.finding.shape == (2, 4, 4)
+    # cell centres are at 7.5, 23.5, 39.5, 55.5: only cell (2, 1) lies within 12 px (the minimum radius) of (40, 24)
+    assert np.argwhere(targets.finding[0]).tolist() == [[2, 1]]
+    assert targets.attention[0, 2, 1] == 1.0 and targets.malignant_cells[0, 2, 1] == 1.0
+    assert targets.has_findings.tolist() == [True, False] and not targets.attention[1].any()
+    big = image_targets([_one(32.0, 32.0, 40.0, label=1)], (64, 64))
+    # 0.75 x 40 = 30 px around (32, 32): all cells but the 4 corners (33.2 px and more away)
+    assert big.finding[0].sum() == 12 and not big.finding[0][[0, 0, 3, 3], [0, 3, 0, 3]].any()
+    assert np.isclose(big.attention[0].sum(), 1.0)
+    assert not big.malignant_cells.any()  # a benign finding
 
 
-def test_malignant_wins_where_findings_overlap() -> None:
-    both = ImageFindings(np.array([24.0, 24.0]), np.array([24.0, 30.0]), np.array([20.0, 20.0]), np.array([1, 2]))
-    target, _ = cell_targets(both, 0, 0, 48)
-    assert target[1, 1] == 2 and target[1, 0] == 1  # (23.5, 23.5) is in both, (23.5, 7.5) in the benign one only
+def test_a_tiny_finding_gets_its_nearest_cell_and_malignant_wins_where_findings_overlap() -> None:
+    tiny = image_targets([_one(100.0, 100.0, 1.0)], (64, 64))  # off the grid's cell centres, far from all
+    assert tiny.finding[0].sum() == 1 and tiny.finding[0, 3, 3] == 1
+    both = ImageFindings(np.array([24.0, 24.0]), np.array([24.0, 30.0]), np.array([24.0, 24.0]), np.array([1, 2]))
+    targets = image_targets([both], (48, 48))  # cells within 18 px of either centre
+    assert targets.malignant_cells[0, 1, 1] == 1 and targets.finding[0, 1, 1] == 1  # (23.5, 23.5): in both
+    assert targets.finding[0, 1, 0] == 1 and targets.malignant_cells[0, 1, 0] == 0  # (23.5, 7.5): benign only
 
 
-def test_crops_hold_their_finding_and_repeat_with_the_seed() -> None:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (3, 128, 128), dtype=np.uint8)
-    found = [_one(30.0, 100.0, 8.0), None, _one(110.0, 20.0, 8.0, label=1)]
-    content = [(0, 0, 128, 128)] * 3
-    crops = LesionCrops(images, found, content, patch_size=64, batch_size=4, seed=3)
-    assert crops.rows == [0, 2] and len(crops) == 1  # two images with findings, two crops each
-    x, y, w = crops[0]
-    assert x.shape == (4, 64, 64, 1) and x.dtype == np.float32 and x.min() >= 0.0 and x.max() <= 1.0
-    assert y.shape == w.shape == (4, 64 // LESION_STRIDE, 64 // LESION_STRIDE)
-    assert sorted(int(t.max()) for t in y)[-2:] == [1, 2]  # each positive crop shows its finding's class
-    again = LesionCrops(images, found, content, patch_size=64, batch_size=4, seed=3)
-    np.testing.assert_array_equal(again[0][0], x)
-    crops.on_epoch_end()
-    assert not np.array_equal(crops[0][0], x)  # fresh crops every epoch
+def _batch_data() -> tuple[np.ndarray, pd.DataFrame, list]:
+    images = np.zeros((3, 64, 64), dtype=np.uint8)
+    images[0, 32:48, 16:32] = 200  # a bright square where the first image's finding is
+    rows = pd.DataFrame({"pathology": ["malignant", "benign", None], "density": [2, np.nan, 4]})
+    return images, rows, [_one(40.0, 24.0, 10.0), None, _one(8.0, 8.0, 10.0, label=1)]
 
 
-def test_crops_need_a_finding() -> None:
-    with pytest.raises(ValueError, match="no image with a finding"):
-        LesionCrops(np.zeros((1, 64, 64), np.uint8), [None], [(0, 0, 64, 64)], patch_size=32)
+def test_batches_carry_targets_and_weights_that_flip_with_the_image() -> None:
+    images, rows, found = _batch_data()
+    data = LesionImages(images, rows, found, batch_size=3, seed=3, augment=False)
+    x, y, w = data[0]
+    assert x.shape == (3, 64, 64, 1) and x.dtype == np.float32 and 0.0 <= x.min() <= x.max() <= 1.0
+    assert y[ATTENTION].shape == (3, 16) and y[FINDING_PROBABILITY].shape == y[CELL_MALIGNANCY].shape == (3, 4, 4, 1)
+    assert w[ATTENTION].tolist() == [1.0, 0.0, 1.0]  # the image without findings trains on image labels only
+    assert w[FINDING_PROBABILITY][0, 2, 1] == FINDING_CELL_WEIGHT and not w[FINDING_PROBABILITY][1].any()
+    assert w[CELL_MALIGNANCY][0, 2, 1] == 16.0 and w[CELL_MALIGNANCY][0].sum() == 16.0  # mean over its cells
+    assert w["malignancy"].tolist() == [1.0, 1.0, 0.0] and w["density"].tolist() == [1.0, 0.0, 1.0]  # unknown: 0
+    assert y["malignancy"][:, 0].tolist() == [1.0, 0.0, 0.0] and y["density"][[0, 2], 0].tolist() == [1, 3]
+    flipped = LesionImages(images, rows, found, batch_size=3, seed=0)
+    seen = set()
+    for _ in range(8):  # the epochs flip image 0 differently: its finding cell moves with the bright square
+        xs, ys, _ = flipped[0]
+        i = int(np.flatnonzero(flipped.order == 0)[0])
+        cell = np.unravel_index(int(np.argmax(ys[ATTENTION][i])), (4, 4))
+        bright = np.unravel_index(int(np.argmax(xs[i, ..., 0].reshape(4, 16, 4, 16).mean(axis=(1, 3)))), (4, 4))
+        assert cell == bright
+        seen.add(cell)
+        flipped.on_epoch_end()
+    assert len(seen) > 1
+    again = LesionImages(images, rows, found, batch_size=3, seed=0)
+    np.testing.assert_array_equal(again[0][0], LesionImages(images, rows, found, batch_size=3, seed=0)[0][0])
+
+
+def test_batches_refuse_mismatched_or_empty_inputs() -> None:
+    images, rows, found = _batch_data()
+    with pytest.raises(ValueError, match="must match"):
+        LesionImages(images[:2], rows, found)
+    with pytest.raises(ValueError, match="no images"):
+        LesionImages(images[:0], rows.iloc[:0], [])
 
 
 def test_image_auc_logs_the_whole_image_validation_auc() -> None:
@@ -92,9 +116,7 @@ def _run(tiny: tuple, findings: pd.DataFrame) -> LesionRun:
     manifest, cached = tiny
     frame = cached.manifest
     located = findings_in_model(findings, cached.standardization(frame), (64, 64))
-    return LesionRun(
-        cached, frame[frame.split == "train"], frame[frame.split == "val"], located, 8, 1, 0, 1e-3, 1, True, 0
-    )
+    return LesionRun(cached, frame[frame.split == "train"], frame[frame.split == "val"], located, 8, 1, 0, 1e-3, 1, 0)
 
 
 @pytest.mark.parametrize("with_findings", [True, False])
@@ -103,12 +125,14 @@ def test_fit_with_findings_or_image_labels_only(tiny: tuple, with_findings: bool
     findings = load_findings("synthetic", manifest) if with_findings else empty_findings()
     keras.utils.set_random_seed(0)
     model = build_lesion_model((64, 64, 1), width=4, density_width=4)
-    before = model.get_layer("lesion_map").get_weights()[0].copy()
+    before = model.get_layer(CELL_MALIGNANCY).get_weights()[0].copy()
     history = fit_lesion_model(model, _run(tiny, findings))
-    first = "lesion_loss" if with_findings else "image_loss"
-    assert {"epoch", first, "val_malignancy_auc", "density_loss", "val_density_loss"} <= set(history.columns)
-    assert np.isfinite(history[first]).all() and len(history) == 1
-    assert not np.allclose(model.get_layer("lesion_map").get_weights()[0], before)  # the map learned either way
+    losses = {"attention_loss", "finding_probability_loss", "cell_malignancy_loss", "malignancy_loss"}
+    assert {"epoch", "val_malignancy_auc", "density_loss", "val_density_loss", *losses} <= set(history.columns)
+    assert np.isfinite(history[["malignancy_loss", "density_loss"]]).all().all() and len(history) == 1
+    where = history["attention_loss"].iloc[0]
+    assert where > 0 if with_findings else where == 0  # without findings only the image labels teach
+    assert not np.allclose(model.get_layer(CELL_MALIGNANCY).get_weights()[0], before)  # the map learned either way
 
 
 def test_image_findings_keep_known_pathology_only(tiny: tuple) -> None:

@@ -218,7 +218,8 @@ def test_the_lesion_model_trains_from_the_findings_table(manifest: pd.DataFrame,
     config = _lesion_config(tmp_path / "lesion")
     result = train.train(manifest, config, findings=findings_from_synthetic(manifest))
     history = pd.read_csv(result.run_dir / "history.csv")
-    assert {"epoch", "lesion_loss", "val_malignancy_auc", "density_loss", "val_density_loss"} <= set(history.columns)
+    assert {"epoch", "attention_loss", "val_malignancy_auc", "density_loss", "val_density_loss"} <= set(history.columns)
+    assert history["attention_loss"].gt(0).all()
     assert result.params["status"] == "finished" and "best_val_malignancy_auc" in result.params
     assert is_lesion_model(load_model(result.run_dir / "model.keras", compile=False))
 
@@ -226,4 +227,4 @@ def test_the_lesion_model_trains_from_the_findings_table(manifest: pd.DataFrame,
 def test_the_lesion_model_trains_on_image_labels_without_findings(manifest: pd.DataFrame, tmp_path: Path) -> None:
     config = _lesion_config(tmp_path / "labels")
     history = train.train(manifest, config).history
-    assert "image_loss" in history.columns and "lesion_loss" not in history.columns
+    assert (history["attention_loss"] == 0).all() and np.isfinite(history["malignancy_loss"]).all()

@@ -122,10 +122,10 @@ def test_trainable_flags_per_phase() -> None:
     lesion = build_lesion_model((64, 64, 1), width=4, density_width=4)
     ft.set_finetune_trainable(lesion, "heads")
     heads = _trainable_names(lesion)
-    assert "lesion_map" in heads and "density" in heads and not any(n.startswith("lesion_s") for n in heads)
-    assert ft.backbone_layers(lesion)[-1].name == "lesion_top_act" and "malignant_channel" not in heads
+    assert {"finding_logit", "cell_malignancy", "density"} <= heads and not any(n.startswith("lesion_s") for n in heads)
+    assert ft.backbone_layers(lesion)[-1].name == "lesion_top_act"
     ft.set_finetune_trainable(lesion, "unfreeze", top_n=None)
-    assert "lesion_stem_conv" in _trainable_names(lesion) and "malignant_channel" not in _trainable_names(lesion)
+    assert "lesion_stem_conv" in _trainable_names(lesion)
     with pytest.raises(ValueError, match="phase must be"):
         ft.set_finetune_trainable(model, "all")
     with pytest.raises(ValueError, match="top_n must be"):
@@ -206,9 +206,8 @@ def test_heads_phase_leaves_the_backbone_bit_identical() -> None:
     before, after = _weights(base, backbone), _weights(heads, backbone)
     for name in backbone:  # kernels and BatchNorm moving statistics alike
         assert all(np.array_equal(a, b) for a, b in zip(before[name], after[name], strict=True)), name
-    for name in ("density", "lesion_map"):  # the lesion model's heads: density, and the map's 1x1 convolution
+    for name in ("density", "finding_logit", "cell_malignancy"):  # the lesion model's heads: 1x1 convolutions
         assert not np.array_equal(base.get_layer(name).get_weights()[0], heads.get_layer(name).get_weights()[0])
-    np.testing.assert_array_equal(heads.get_layer("malignant_channel").get_weights()[0].ravel(), [0, 0, 1])
     unfrozen = load_model(result.run_dir / "model_unfreeze.keras", compile=False)
     changed = {
         name
