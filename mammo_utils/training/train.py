@@ -354,9 +354,8 @@ def train(
     extra_params : dict, optional
         Merged into ``params.json`` (e.g. the parent run of a fine-tuned model).
     findings : pandas.DataFrame, optional
-        The findings table (:mod:`mammo_utils.datasets.findings`): the training images' findings teach the lesion
-        model where to look and what the finding is; without findings it learns from image labels only. Other
-        models ignore it.
+        The findings table (:mod:`mammo_utils.datasets.findings`): teaches the lesion model where to look and what
+        it sees; without findings it learns from image labels only. Other models ignore it.
 
     Returns
     -------
