@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from mammo_utils.labels import DENSITY_CLASSES
 from mammo_utils.models.lesion import (
     ATTENTION,
     CELL_MALIGNANCY,
@@ -41,6 +40,7 @@ from mammo_utils.models.lesion import (
     training_model,
 )
 from mammo_utils.models.networks import DENSITY_OUTPUT, MALIGNANCY_OUTPUT
+from mammo_utils.training.pipeline import label_arrays
 
 if TYPE_CHECKING:
     from mammo_utils.training.cache import CachedImages
@@ -152,13 +152,6 @@ def image_targets(found: Sequence[ImageFindings | None], image_shape: tuple[int,
     return ImageTargets(attention, finding, malignant, counts[:, 0, 0] > 0)
 
 
-def _density_index(rows: pd.DataFrame) -> np.ndarray:
-    """Density class index 0-3 per row, -1 where unknown."""
-    values = pd.to_numeric(rows["density"], errors="coerce") if "density" in rows else pd.Series(np.nan, rows.index)
-    known = values.isin(DENSITY_CLASSES)
-    return np.where(known, values.fillna(1).astype(int) - 1, -1).astype(np.int32)
-
-
 class LesionImages(keras.utils.PyDataset):
     """Batches of whole images with the targets and weights of :func:`~mammo_utils.models.lesion.training_model`.
 
@@ -193,8 +186,9 @@ class LesionImages(keras.utils.PyDataset):
             raise ValueError("no images to train on")
         self.images, self.batch_size, self.seed, self.augment, self.epoch = images, batch_size, seed, augment, 0
         self.targets = image_targets(found, images.shape[1:3])
-        self.malignant = _malignant(rows)
-        self.density = _density_index(rows)
+        density, malignant, has_density, has_pathology = label_arrays(rows)
+        self.density = np.where(has_density, density, -1)
+        self.malignant = np.where(has_pathology, malignant, np.nan)
         self._order()
 
     def _order(self) -> None:
@@ -285,7 +279,9 @@ class LesionRun:
 
 
 def _malignant(rows: pd.DataFrame) -> np.ndarray:
-    return rows["pathology"].map({"malignant": 1.0, "benign": 0.0}).astype(float).to_numpy()
+    """1 malignant, 0 benign, NaN where the pathology is unknown."""
+    _, malignant, _, has_pathology = label_arrays(rows)
+    return np.where(has_pathology, malignant, np.nan)
 
 
 def _compile(network: keras.Model, run: LesionRun, steps: int) -> keras.Model:

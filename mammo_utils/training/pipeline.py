@@ -49,7 +49,7 @@ def _balanced(values: pd.Series, mask: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _label_arrays(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def label_arrays(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Density class 0–3, malignant 0/1, and their 'present' masks (stand-in 0 where missing)."""
     density = [labels.density_from_any(v) for v in manifest["density"]]
     pathology = [labels.pathology_from_any(v) for v in manifest["pathology"]]
@@ -71,7 +71,7 @@ def class_weights(manifest: pd.DataFrame, target: str = "multitask") -> dict[str
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    density, malignant, has_density, has_pathology = _label_arrays(manifest)
+    density, malignant, has_density, has_pathology = label_arrays(manifest)
 
     def table(values: np.ndarray, mask: np.ndarray) -> dict[int, float]:
         present = pd.Series(values[mask])
@@ -101,7 +101,7 @@ def targets_and_weights(
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    density, malignant, has_density, has_pathology = _label_arrays(manifest)
+    density, malignant, has_density, has_pathology = label_arrays(manifest)
     if target == "joint":
         keep = has_density & has_pathology
         joint = density[keep] * 2 + malignant[keep].astype(np.int32)

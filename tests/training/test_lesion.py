@@ -143,3 +143,11 @@ def test_image_findings_keep_known_pathology_only(tiny: tuple) -> None:
     found = image_findings(cached.manifest, located)
     first = cached.manifest["image_path"].tolist().index(findings.loc[0, "image_path"])
     assert found[first] is None and sum(f is not None for f in found) == len(cached.manifest) - 1
+
+
+def test_batches_read_labels_as_the_image_pipeline_does() -> None:
+    images, _, found = _batch_data()
+    rows = pd.DataFrame({"pathology": ["MALIGNANT", "benign", ""], "density": ["c", "B", ""]})  # letters, case
+    _, y, w = LesionImages(images, rows, found, batch_size=3, augment=False)[0]
+    assert y["density"][:2, 0].tolist() == [2, 1] and w["density"].tolist() == [1.0, 1.0, 0.0]
+    assert y["malignancy"][:, 0].tolist() == [1.0, 0.0, 0.0] and w["malignancy"].tolist() == [1.0, 1.0, 0.0]
