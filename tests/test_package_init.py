@@ -29,7 +29,7 @@ def test_building_and_running_a_model_writes_nothing_to_stderr() -> None:
         "import numpy as np\n"
         "import mammo_utils.models.builders as builders\n"
         "model = builders.build_model('lesion')\n"
-        "model.predict(np.zeros((2, 320, 320, 1), 'float32'), verbose=0)\n"
+        "model.predict(np.zeros((2, 384, 384, 1), 'float32'), verbose=0)\n"
         "print('ok')\n"
     )
     assert done.returncode == 0, done.stderr

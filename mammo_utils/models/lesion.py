@@ -1,7 +1,7 @@
 """The lesion-supervised default model: where the finding is, what it is, pooled to the image's malignancy.
 
 The field's way (Shen et al. 2019; GMIC, Shen et al. 2021): a fully convolutional lesion trunk turns the
-standardized breast into a grid of cells at 1/16 of the input (20 × 20 at the default 320 × 320, one cell per 16
+standardized breast into a grid of cells at 1/16 of the input (24 × 24 at the default 384 × 384, one cell per 16
 input pixels), and two 1 × 1 heads read every cell:
 
 * **where**: a finding logit per cell. Its sigmoid is the cell's finding probability; its softmax over all cells
@@ -15,7 +15,7 @@ finding and m the malignant probability. Trained on whole images (:mod:`mammo_ut
 finding probability against the findings table, the cells' malignancy against their finding's pathology, the image
 score and density against image labels; images without findings train on image labels only.
 
-Density is a whole-breast property and has its own small branch: the input averaged down 2× (160 × 160), a stem
+Density is a whole-breast property and has its own small branch: the input averaged down 2× (192 × 192), a stem
 and three separable stages, global average pooling, a 4-way softmax. It shares no weights with the lesion branch, so
 the density loss cannot crowd out the lesion losses (the whole-image model's problem: its summed loss was dominated
 by density and malignancy stayed at chance).
@@ -62,7 +62,7 @@ __all__ = [
 LESION_OUTPUT = "lesion_map"
 LESION_CLASSES: tuple[str, ...] = ("background", "benign", "malignant")
 LESION_STRIDE = 16  # input pixels per lesion-map cell
-DEFAULT_LESION_SIZE = 320  # default square input: 1.4x the seed's 224, a 20 x 20 lesion map
+DEFAULT_LESION_SIZE = 384  # default square input: 1.7x the seed's 224, a 24 x 24 lesion map
 LESION_TRUNK = "lesion_trunk"
 DENSITY_FEATURES = "density_features"  # the density branch's last feature map
 ATTENTION = "attention"  # softmax of the finding logits over all cells: (N, cells)
@@ -78,11 +78,16 @@ def _conv(x: Any, filters: int, strides: int, activation: str, name: str) -> Any
     return layers.Activation(activation, name=f"{name}_act")(x)
 
 
-def _lesion_trunk(width: int, activation: str) -> keras.Model:
+def _lesion_trunk(width: int, activation: str, stem: str) -> keras.Model:
     """Stride-16 fully convolutional trunk, any input size (a nested model: fine-tuning freezes it as one backbone)."""
     inputs = keras.Input(shape=(None, None, 1), name="lesion_input")
-    x = _conv(inputs, width, 2, activation, "lesion_stem")  # 1/2
-    x = _conv(x, 2 * width, 2, activation, "lesion_s1")  # 1/4
+    if stem == "patch":  # 4 x 4 patches, stride 4, straight to 1/4: no full-resolution feature maps
+        x = layers.Conv2D(2 * width, 4, strides=4, use_bias=False, name="lesion_stem_conv")(inputs)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="lesion_stem_bn")(x)
+        x = layers.Activation(activation, name="lesion_stem_act")(x)
+    else:  # two 3 x 3 stride-2 convolutions
+        x = _conv(inputs, width, 2, activation, "lesion_stem")  # 1/2
+        x = _conv(x, 2 * width, 2, activation, "lesion_s1")  # 1/4
     x = separable_unit(x, 2 * width, 1, activation, "lesion_s1_res")
     for stage, multiplier in ((2, 4), (3, 8)):  # 1/8, 1/16
         x = separable_unit(x, width * multiplier, 2, activation, f"lesion_s{stage}_down")
@@ -114,6 +119,7 @@ def build_lesion_model(
     density_pool: int = 2,
     dropout: float = 0.2,
     activation: str = "silu",
+    stem: str = "patch",
 ) -> keras.Model:
     """The lesion-supervised two-task model (about 0.1 M parameters at the defaults, 0.05 % of the seed's).
 
@@ -124,11 +130,14 @@ def build_lesion_model(
     width, density_width : int
         Channel multipliers of the lesion and the density branch.
     density_pool : int
-        The density branch sees the input averaged down this many times (2: 160 × 160 at the default size).
+        The density branch sees the input averaged down this many times (2: 192 × 192 at the default size).
     dropout : float
         Dropout before each head.
     activation : str
         Keras activation of the conv blocks.
+    stem : {"patch", "conv"}
+        How the lesion branch reaches 1/4 of the input: one 4 × 4 convolution with stride 4 ("patch", the default:
+        about 40 % less training time on the CPU) or two 3 × 3 stride-2 convolutions ("conv", the earlier design).
 
     Returns
     -------
@@ -143,8 +152,10 @@ def build_lesion_model(
         )
     if width < 1 or density_width < 1:
         raise ValueError(f"width and density_width must be positive integers, got {width!r}, {density_width!r}")
+    if stem not in ("patch", "conv"):
+        raise ValueError(f"stem must be 'patch' or 'conv', got {stem!r}")
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
-    features = layers.Identity(name=LAST_CONV_LAYER)(_lesion_trunk(width, activation)(inputs))
+    features = layers.Identity(name=LAST_CONV_LAYER)(_lesion_trunk(width, activation, stem)(inputs))
     features = layers.Dropout(dropout, name=_LESION_DROPOUT)(features)
     cells = (height // LESION_STRIDE) * (width_px // LESION_STRIDE)
     logit = layers.Conv2D(1, 1, name="finding_logit")(features)

@@ -37,7 +37,7 @@ class TrainConfig:
         ``batch_size`` is the global batch (split across replicas).
     image_size : int, optional
         Side of the square input (at least :data:`MIN_IMAGE_SIZE`; a multiple of 16 for the lesion model).
-        None means the model's default (:data:`~mammo_utils.models.builders.DEFAULT_IMAGE_SIZES`: 320 for the
+        None means the model's default (:data:`~mammo_utils.models.builders.DEFAULT_IMAGE_SIZES`: 384 for the
         lesion model, 224 for the others); the seed's 201,933,704 parameters hold at 224 only.
     seed : int
         Seeds the split, weights, shuffling and augmentation.

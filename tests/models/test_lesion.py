@@ -30,7 +30,7 @@ def test_default_is_compact_and_two_task() -> None:
     model = build_lesion_model()
     assert count_params(model)["total"] <= 0.01 * SEED_TOTAL_PARAMS
     assert set(model.output_names) == {"density", "malignancy", LESION_OUTPUT}
-    assert model.input_shape == (None, 320, 320, 1)
+    assert model.input_shape == (None, 384, 384, 1)
 
 
 def test_outputs_and_the_score_is_the_attention_weighted_cell_malignancy(small: keras.Model) -> None:
@@ -86,3 +86,17 @@ def test_sub_models_refuse_other_models() -> None:
     for make in (density_model, training_model):
         with pytest.raises(ValueError, match="not a lesion model"):
             make(other)
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_both_stems_reach_the_same_grid(stem: str) -> None:
+    model = build_lesion_model((64, 96, 1), width=4, density_width=4, stem=stem)
+    grid = model.predict(np.zeros((1, 64, 96, 1), dtype=np.float32), verbose=0)[LESION_OUTPUT]
+    assert grid.shape == (1, 4, 6, len(LESION_CLASSES))
+    names = {layer.name for layer in model.get_layer("lesion_trunk").layers}
+    assert ("lesion_s1_conv" in names) == (stem == "conv")
+
+
+def test_refuses_an_unknown_stem() -> None:
+    with pytest.raises(ValueError, match="stem must be"):
+        build_lesion_model((64, 64, 1), stem="pyramid")

@@ -18,7 +18,7 @@ def test_defaults_and_json_form() -> None:
         "lesion",
         30,
         32,
-        320,
+        384,
         42,
     )
     assert config.point_latest is True and config.balance is True and config.model_kwargs is None

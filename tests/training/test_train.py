@@ -204,7 +204,7 @@ def test_default_config_is_the_documented_defaults() -> None:
         "findings",
     ]
     assert signature.parameters["config"].default is None
-    assert TrainConfig() == TrainConfig(model="lesion", epochs=30, batch_size=32, image_size=320, seed=42)
+    assert TrainConfig() == TrainConfig(model="lesion", epochs=30, batch_size=32, image_size=384, seed=42)
 
 
 def _lesion_config(run_dir: Path) -> TrainConfig:
