@@ -16,9 +16,10 @@ finding probability against the findings table, the cells' malignancy against th
 score and density against image labels; images without findings train on image labels only.
 
 Density is a whole-breast property and has its own small branch: the input averaged down 2× (192 × 192), a stem
-and three separable stages, global average pooling, a 4-way softmax. It shares no weights with the lesion branch, so
-the density loss cannot crowd out the lesion losses (the whole-image model's problem: its summed loss was dominated
-by density and malignancy stayed at chance).
+and three separable stages, attention pooling (a softmax over the cells of a learned 1 × 1 score, so the average can
+keep to the breast: density is a share of the breast, not of the image), a 4-way softmax. It shares no weights
+with the lesion branch, so the density loss cannot crowd out the lesion losses (the whole-image model's problem: its
+summed loss was dominated by density and malignancy stayed at chance).
 
 Outputs ``{"density": (N, 4), "malignancy": (N, 1), "lesion_map": (N, H/16, W/16, 3)}``; the layer named
 :data:`~mammo_utils.models.networks.LAST_CONV_LAYER` is the lesion branch's last feature map, so Grad-CAM works as
@@ -100,14 +101,20 @@ def _lesion_trunk(width: int, activation: str, stem: str) -> keras.Model:
 
 
 def _density_branch(inputs: Any, width: int, pool: int, dropout: float, activation: str) -> Any:
-    """The input averaged down ``pool``×, a stem and three separable stages, global average pooling → softmax."""
+    """The input averaged down ``pool``×, a stem and three separable stages, attention pooling → softmax."""
     x = layers.AveragePooling2D(pool, name=_DENSITY_INPUT)(inputs) if pool > 1 else inputs
     x = _conv(x, width, 2, activation, "density_stem")
     for stage, multiplier in enumerate((2, 4, 6), start=1):
         x = separable_unit(x, width * multiplier, 2, activation, f"density_s{stage}_down")
         x = separable_unit(x, width * multiplier, 1, activation, f"density_s{stage}_res")
     x = layers.Identity(name=DENSITY_FEATURES)(x)  # what Grad-CAM of the density head explains
-    x = layers.GlobalAveragePooling2D(name="density_gap")(x)
+    rows, cols, channels = x.shape[1:]
+    cells = int(rows) * int(cols)
+    # attention pooling: a learned weight per cell (softmax over the cells) instead of a plain average, so the
+    # head can average over the breast alone, as BI-RADS density is a share of the breast, not of the image
+    where = layers.Reshape((cells,), name="density_where_cells")(layers.Conv2D(1, 1, name="density_where")(x))
+    weights = layers.Softmax(name="density_attention")(where)
+    x = layers.Dot(axes=1, name="density_pool_cells")([weights, layers.Reshape((cells, int(channels)))(x)])
     x = layers.Dropout(dropout, name="density_dropout")(x)
     return layers.Dense(4, activation="softmax", name=DENSITY_OUTPUT)(x)
 

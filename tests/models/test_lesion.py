@@ -100,3 +100,10 @@ def test_both_stems_reach_the_same_grid(stem: str) -> None:
 def test_refuses_an_unknown_stem() -> None:
     with pytest.raises(ValueError, match="stem must be"):
         build_lesion_model((64, 64, 1), stem="pyramid")
+
+
+def test_density_pools_with_weights_that_sum_to_one(small: keras.Model) -> None:
+    probe = keras.Model(small.input, small.get_layer("density_attention").output)
+    weights = probe.predict(np.random.default_rng(3).random((2, 64, 96, 1), dtype=np.float32), verbose=0)
+    assert weights.shape == (2, 2 * 3)  # the density branch's 1/32 grid of a 64 x 96 input
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
