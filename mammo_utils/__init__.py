@@ -10,7 +10,7 @@ messages before absl::InitializeLog() ...", ``cpu_feature_guard``'s "optimized t
 oneDNN's notices) off stderr. Only logging is changed, never numerics, and C++ errors still show. The variable is
 set only if it is unset, so ``TF_CPP_MIN_LOG_LEVEL=0`` in the environment brings the lines back. The two notices
 that level cannot reach on some CPUs are kept off stderr during TensorFlow's import by
-:mod:`mammo_utils._quiet_import`.
+:mod:`mammo_utils.models.quiet_import`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mammo_utils import _quiet_import  # after the variable: TensorFlow must not load first
+from mammo_utils.models import quiet_import  # after the variable: TensorFlow must not load first
 
-_quiet_import.install()
+quiet_import.install()

@@ -48,25 +48,3 @@ def test_no_notebook_sets_the_log_level_itself() -> None:
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         sources = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
         assert LOG_LEVEL not in sources, f"{path.name} sets {LOG_LEVEL}; mammo_utils/__init__.py does it"
-
-
-def test_the_import_filter_drops_only_the_known_notices() -> None:
-    code = (
-        "import os\n"
-        "from mammo_utils import _quiet_import\n"
-        "with _quiet_import._filtered_stderr():\n"
-        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() '\n"
-        "             b'is called are written to STDERR\\n')\n"
-        "    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on. You may see ...\\n')\n"
-        "    os.write(2, b'a real error stays\\n')\n"
-        "os.write(2, b'after the import\\n')\n"
-    )
-    done = _python(code)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == "a real error stays\nafter the import\n"
-
-
-def test_log_level_zero_leaves_the_tensorflow_import_alone() -> None:
-    code = "import sys, mammo_utils; print(any('Quiet' in type(f).__name__ for f in sys.meta_path))"
-    assert _python(code).stdout.strip() == "True"
-    assert _python(code, **{LOG_LEVEL: "0"}).stdout.strip() == "False"
