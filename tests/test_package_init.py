@@ -5,27 +5,12 @@ Each test runs a fresh interpreter, because in this one TensorFlow is already im
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import nbformat
-
-ROOT = Path(__file__).resolve().parents[1]
-LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
-
-
-def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter without TF_CPP_MIN_LOG_LEVEL unless given in ``env``."""
-    environment = {key: value for key, value in os.environ.items() if key != LOG_LEVEL} | env
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT, timeout=300
-    )
+from _fresh_python import LOG_LEVEL, ROOT, run_python
 
 
 def test_building_and_running_a_model_writes_nothing_to_stderr() -> None:
-    done = _python(
+    done = run_python(
         "import numpy as np\n"
         "import mammo_utils.models.builders as builders\n"
         "model = builders.build_model('lesion')\n"
@@ -39,8 +24,8 @@ def test_building_and_running_a_model_writes_nothing_to_stderr() -> None:
 
 def test_sets_the_log_level_only_when_unset() -> None:
     code = "import os, mammo_utils; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
-    assert _python(code).stdout.strip() == "2"
-    assert _python(code, **{LOG_LEVEL: "0"}).stdout.strip() == "0"  # a user who wants the lines back gets them
+    assert run_python(code).stdout.strip() == "2"
+    assert run_python(code, **{LOG_LEVEL: "0"}).stdout.strip() == "0"  # a user who wants the lines back gets them
 
 
 def test_no_notebook_sets_the_log_level_itself() -> None:

@@ -44,6 +44,8 @@ def _filtered_stderr() -> Iterator[None]:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):  # no real fd 2: nothing to filter
+        saved = None
+    if saved is None:
         yield
         return
     with tempfile.TemporaryFile() as capture:

@@ -5,22 +5,9 @@ Each test runs a fresh interpreter: in this one TensorFlow is already imported b
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from _fresh_python import LOG_LEVEL, run_python
 
 from mammo_utils.models.quiet_import import is_startup_notice
-
-ROOT = Path(__file__).resolve().parents[2]
-LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
-
-
-def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if key != LOG_LEVEL} | env
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT, timeout=300
-    )
 
 
 def test_knows_the_notices_and_nothing_else() -> None:
@@ -39,12 +26,12 @@ def test_the_import_filter_drops_only_the_known_notices() -> None:
         "    os.write(2, b'a real error stays\\n')\n"
         "os.write(2, b'after the import\\n')\n"
     )
-    done = _python(code)
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert done.stderr == "a real error stays\nafter the import\n"
 
 
 def test_log_level_zero_leaves_the_tensorflow_import_alone() -> None:
     code = "import sys, mammo_utils; print(any('Quiet' in type(f).__name__ for f in sys.meta_path))"
-    assert _python(code).stdout.strip() == "True"
-    assert _python(code, **{LOG_LEVEL: "0"}).stdout.strip() == "False"
+    assert run_python(code).stdout.strip() == "True"
+    assert run_python(code, **{LOG_LEVEL: "0"}).stdout.strip() == "False"
