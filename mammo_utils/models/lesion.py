@@ -143,9 +143,8 @@ def build_lesion_model(
     activation : str
         Keras activation of the conv blocks.
     stem : {"patch", "conv"}
-        How the lesion branch reaches 1/4 of the input: one 4 × 4 convolution with stride 4 ("patch", the default:
-        28 s instead of 41 s per training epoch at 320 × 320 on 2 CPU cores) or two 3 × 3 stride-2 convolutions
-        ("conv", the earlier design).
+        To 1/4 of the input: one 4 × 4 stride-4 convolution ("patch", default: 28 s instead of 41 s per epoch at
+        320 × 320 on 2 CPU cores) or two 3 × 3 stride-2 convolutions ("conv", the earlier design).
 
     Returns
     -------
